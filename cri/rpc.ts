@@ -1,0 +1,80 @@
+// The adapter between grpc-js and crib's handlers: every handler gets a context
+// whose signal ends with the call (client cancel, deadline, completion), and
+// every call is logged once with its duration and status.
+import { status, type Deadline, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type ServiceDefinition, type UntypedServiceImplementation, type UntypedHandleCall } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { toServiceError } from "./errors.js";
+
+export interface CallContext {
+  signal: AbortSignal;
+  log: Logger;
+}
+
+export type Handler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+export type StreamHandler<Req, Res> = (req: Req, send: (res: Res) => boolean, ctx: CallContext) => Promise<void>;
+
+export interface CallObserver {
+  callDone(method: string, code: status, seconds: number): void;
+}
+
+function deadlineSignal(deadline: Deadline): AbortSignal | undefined {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  if (!Number.isFinite(at)) return undefined;
+  return AbortSignal.timeout(Math.max(0, at - Date.now()));
+}
+
+function context(method: string, log: Logger, call: { getDeadline(): Deadline; once(e: "cancelled", l: () => void): unknown }) {
+  const lifetime = new AbortController();
+  call.once("cancelled", () => lifetime.abort(new DOMException(`${method}: cancelled by the client`, "AbortError")));
+  const deadline = deadlineSignal(call.getDeadline());
+  const signal = deadline ? AbortSignal.any([lifetime.signal, deadline]) : lifetime.signal;
+  return { lifetime, ctx: { signal, log: log.child({ method }) } satisfies CallContext };
+}
+
+function finish(ctx: CallContext, observer: CallObserver | undefined, method: string, started: bigint, err: unknown) {
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const code = err === undefined ? status.OK : toServiceError(err).code;
+  observer?.callDone(method, code, seconds);
+  const ms = Math.round(seconds * 1e6) / 1e3;
+  if (err === undefined) ctx.log.debug({ ms, code: status[code] }, "rpc");
+  else ctx.log.warn({ ms, code: status[code], err: err instanceof Error ? err.message : String(err) }, "rpc failed");
+}
+
+export function unary<Req, Res>(method: string, log: Logger, handler: Handler<Req, Res>, observer?: CallObserver) {
+  return (call: ServerUnaryCall<Req, Res>, done: sendUnaryData<Res>): void => {
+    const started = process.hrtime.bigint();
+    const { lifetime, ctx } = context(method, log, call);
+    handler(call.request, ctx).then(
+      (res) => { finish(ctx, observer, method, started, undefined); done(null, res); },
+      (err: unknown) => { finish(ctx, observer, method, started, err); done(toServiceError(err)); },
+    ).finally(() => lifetime.abort());
+  };
+}
+
+export function serverStream<Req, Res>(method: string, log: Logger, handler: StreamHandler<Req, Res>, observer?: CallObserver) {
+  return (call: ServerWritableStream<Req, Res>): void => {
+    const started = process.hrtime.bigint();
+    const { lifetime, ctx } = context(method, log, call);
+    handler(call.request, (res) => call.write(res), ctx).then(
+      () => { finish(ctx, observer, method, started, undefined); call.end(); },
+      (err: unknown) => {
+        finish(ctx, observer, method, started, err);
+        if (!call.cancelled) call.emit("error", { ...toServiceError(err), metadata: undefined });
+      },
+    ).finally(() => lifetime.abort());
+  };
+}
+
+/** Handlers for every rpc of `service`: the given ones, and UNIMPLEMENTED naming the rpc for the rest. */
+export function implementAll(service: ServiceDefinition, given: UntypedServiceImplementation): UntypedServiceImplementation {
+  const out: UntypedServiceImplementation = {};
+  for (const [name, def] of Object.entries(service)) {
+    const handler = given[name];
+    if (handler) { out[name] = handler; continue; }
+    const details = `${def.path.slice(1).replace("/", ".")} is not implemented by crib`;
+    out[name] = (def.responseStream
+      ? (call: ServerWritableStream<unknown, unknown>) => call.emit("error", { code: status.UNIMPLEMENTED, details })
+      : (_call: unknown, done: sendUnaryData<unknown>) => done({ code: status.UNIMPLEMENTED, details })) as UntypedHandleCall;
+  }
+  return out;
+}

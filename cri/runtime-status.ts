@@ -1,0 +1,44 @@
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import { cgroupDriver } from "./config.js";
+
+const PROBE_TIMEOUT_MS = 2000;
+
+export async function runtimeStatus(deps: Deps, req: cri.StatusRequest, ctx: CallContext): Promise<cri.StatusResponse__Input> {
+  const runtimeUp = await deps.containerd.ping(AbortSignal.any([ctx.signal, AbortSignal.timeout(PROBE_TIMEOUT_MS)]));
+  const network = deps.network.status();
+  const conditions: cri.RuntimeCondition__Input[] = [
+    runtimeUp
+      ? { type: "RuntimeReady", status: true }
+      : { type: "RuntimeReady", status: false, reason: "ContainerdUnreachable", message: `containerd at ${deps.containerd.address} does not answer` },
+    network.ready
+      ? { type: "NetworkReady", status: true }
+      : { type: "NetworkReady", status: false, reason: network.reason, message: network.message },
+  ];
+  const handlers = Object.keys(deps.config.runtimes).map((name) => ({
+    name,
+    features: { recursive_read_only_mounts: false, user_namespaces: false },
+  }));
+  const res: cri.StatusResponse__Input = {
+    status: { conditions },
+    runtime_handlers: [{ name: "", features: { recursive_read_only_mounts: false, user_namespaces: false } }, ...handlers],
+    features: { supplemental_groups_policy: true, user_namespaces_host_network: false },
+  };
+  if (req.verbose) {
+    res.info = {
+      config: JSON.stringify(redacted(deps.config)),
+      containerd: JSON.stringify({ address: deps.containerd.address, namespace: deps.containerd.namespace, ready: runtimeUp }),
+      network: JSON.stringify(network),
+      cgroupDriver: cgroupDriver(deps.config),
+    };
+  }
+  return res;
+}
+
+// Registry credentials stay out of `crictl info`.
+function redacted(config: Deps["config"]): unknown {
+  const hosts = Object.fromEntries(Object.entries(config.registry.hosts).map(([host, h]) =>
+    [host, { ...h, password: h.password ? "<redacted>" : "", auth: h.auth ? "<redacted>" : "", identity_token: h.identity_token ? "<redacted>" : "" }]));
+  return { ...config, registry: { ...config.registry, hosts } };
+}
