@@ -53,7 +53,7 @@ function withServeFlags(cmd: Command): Command {
     .option("--state <dir>", "runtime state directory");
 }
 
-const program = new Command("crib").description("crib: a Kubernetes CRI runtime on containerd and runc").version(VERSION, "--version");
+const program = new Command("crib").description("crib: a Kubernetes CRI runtime on containerd and runc").version(VERSION, "--version").enablePositionalOptions();
 withServeFlags(program).action((flags: ServeFlags) => serveCommand(flags));
 withServeFlags(program.command("serve").description("run the CRI daemon (the default)")).action((flags: ServeFlags) => serveCommand(flags));
 program.command("version").description("print crib's version and the CRI API version").action(() => {
