@@ -103,3 +103,14 @@ export function isEvent<T extends keyof ContainerdEvents>(
 ): decoded is { type: T; value: ContainerdEvents[T] } {
   return decoded.type === type;
 }
+
+/** Encodes one of containerd's messages (e.g. "containerd.runc.v1.Options") as a google.protobuf.Any. */
+export function encodeAny(type: string, value: object): { type_url: string; value: Buffer } {
+  const definition = containerdApi().definitions[type];
+  if (definition === undefined || !("format" in definition)) throw new Error(`${type} is not a containerd message crib knows`);
+  return { type_url: type, value: (definition as MessageTypeDefinition<object, object>).serialize(value) };
+}
+
+/** A JSON document as an Any, the way containerd carries OCI specs and client extensions. */
+export const jsonAny = (typeUrl: string, value: unknown): { type_url: string; value: Buffer } =>
+  ({ type_url: typeUrl, value: Buffer.from(JSON.stringify(value)) });
