@@ -1,0 +1,129 @@
+// Images as crib sees them in containerd: an image record per reference
+// (name:tag and name@digest), its manifest and config in the content store,
+// its layers unpacked into overlayfs snapshots keyed by chain ID.
+import { createHash } from "node:crypto";
+import type { Containerd } from "../containerd/client.js";
+import { isNotFound } from "../containerd/errors.js";
+import { isIndexType, type ImageConfig, type ImageIndex, type ImageManifest } from "./oci.js";
+import { selectPlatformManifest, hostPlatform } from "./platform.js";
+import { parseNormalized, referenceString } from "./reference.js";
+
+export interface StoredImage {
+  /** config digest */
+  id: string;
+  /** containerd image record names that point at it */
+  names: string[];
+  repoTags: string[];
+  repoDigests: string[];
+  manifestDigest: string;
+  chainId: string;
+  config: ImageConfig;
+  /** compressed size of the layers plus manifest and config */
+  size: number;
+  pinned: boolean;
+}
+
+export const PINNED_LABEL = "crib.pinned";
+
+/** chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)) */
+export function chainId(diffIds: readonly string[]): string {
+  let chain = "";
+  for (const diff of diffIds) {
+    chain = chain === "" ? diff : `sha256:${createHash("sha256").update(`${chain} ${diff}`).digest("hex")}`;
+  }
+  return chain;
+}
+
+export async function readContent(c: Containerd, digest: string, signal?: AbortSignal): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const stream = c.raw.content.Read({ digest, offset: 0, size: 0 }, c.metadata());
+  const abort = () => stream.cancel();
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    for await (const msg of stream as AsyncIterable<{ data: Buffer }>) chunks.push(msg.data);
+  } catch (err) {
+    throw err instanceof Error && "code" in err ? new Error(`containerd content ${digest}: ${(err as { details?: string }).details ?? err.message}`) : err;
+  } finally {
+    signal?.removeEventListener("abort", abort);
+  }
+  return Buffer.concat(chunks);
+}
+
+const readJson = async <T>(c: Containerd, digest: string, signal?: AbortSignal): Promise<T> =>
+  JSON.parse((await readContent(c, digest, signal)).toString("utf8")) as T;
+
+/** Resolves an image record's target (index or manifest) to this host's manifest. */
+export async function manifestFor(c: Containerd, target: { media_type: string; digest: string }, signal?: AbortSignal): Promise<{ digest: string; manifest: ImageManifest }> {
+  if (isIndexType(target.media_type)) {
+    const index = await readJson<ImageIndex>(c, target.digest, signal);
+    const chosen = selectPlatformManifest(index.manifests, hostPlatform());
+    if (!chosen) throw new Error(`image index ${target.digest} has no manifest for ${process.arch}`);
+    return manifestFor(c, { media_type: chosen.mediaType, digest: chosen.digest }, signal);
+  }
+  return { digest: target.digest, manifest: await readJson<ImageManifest>(c, target.digest, signal) };
+}
+
+const isDigestName = (name: string) => name.includes("@sha256:");
+
+/** Reads every image record and groups them by image ID. */
+export async function listImages(c: Containerd, signal?: AbortSignal): Promise<StoredImage[]> {
+  const { images } = await c.images.List({ filters: [] }, signal);
+  const byId = new Map<string, StoredImage>();
+  for (const record of images) {
+    if (!record.target) continue;
+    let info;
+    try {
+      info = await describe(c, record.target, signal);
+    } catch {
+      continue; // content missing (being pulled or garbage): not an image yet
+    }
+    const entry = byId.get(info.id) ?? { ...info, names: [], repoTags: [], repoDigests: [], pinned: false };
+    entry.names.push(record.name);
+    if (record.labels[PINNED_LABEL] === "pinned") entry.pinned = true;
+    if (isDigestName(record.name)) entry.repoDigests.push(record.name);
+    else if (!record.name.startsWith("sha256:")) entry.repoTags.push(record.name);
+    byId.set(info.id, entry);
+  }
+  return [...byId.values()];
+}
+
+const described = new Map<string, Omit<StoredImage, "names" | "repoTags" | "repoDigests" | "pinned">>();
+
+async function describe(c: Containerd, target: { media_type: string; digest: string; size: string }, signal?: AbortSignal) {
+  const hit = described.get(target.digest);
+  if (hit) return hit;
+  const { digest, manifest } = await manifestFor(c, target, signal);
+  const config = await readJson<ImageConfig>(c, manifest.config.digest, signal);
+  const size = manifest.layers.reduce((n, l) => n + l.size, 0) + manifest.config.size;
+  const info = { id: manifest.config.digest, manifestDigest: digest, chainId: chainId(config.rootfs.diff_ids), config, size };
+  described.set(target.digest, info);
+  return info;
+}
+
+/** By reference (normalised), image ID, or digest reference; undefined when absent. */
+export async function findImage(c: Containerd, ref: string, signal?: AbortSignal): Promise<StoredImage | undefined> {
+  const all = await listImages(c, signal);
+  const id = ref.startsWith("sha256:") ? ref : /^[0-9a-f]{64}$/.test(ref) ? `sha256:${ref}` : undefined;
+  if (id) {
+    const byId = all.find((i) => i.id === id);
+    if (byId) return byId;
+    const byPrefix = all.filter((i) => i.id.startsWith(id));
+    if (byPrefix.length === 1) return byPrefix[0];
+  }
+  let name: string;
+  try {
+    name = referenceString(parseNormalized(ref));
+  } catch {
+    return undefined;
+  }
+  return all.find((i) => i.names.includes(name));
+}
+
+export async function getRecord(c: Containerd, name: string, signal?: AbortSignal) {
+  try {
+    return (await c.images.Get({ name }, signal)).image ?? undefined;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
