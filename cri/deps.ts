@@ -2,10 +2,39 @@
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import type { Containerd } from "../runtime/containerd/client.js";
+import type { TaskEvents } from "../runtime/containerd/events.js";
+import type { NetnsManager } from "../runtime/netns.js";
+import type { CniNetwork } from "../cni/network.js";
+import type { HostFacts } from "../runtime/spec/host.js";
+import type { ImageConfig } from "../runtime/image/oci.js";
+import type { SandboxStore, Sandbox } from "./store/sandboxes.js";
+import type { ContainerStore } from "./store/containers.js";
+import type { OutlivingWork } from "./outlive.js";
+import type { ContainerIo } from "../runtime/container-io.js";
 
 export interface NetworkReadiness {
   /** Whether pods can be networked now, and why not. */
   status(): { ready: boolean; reason: string; message: string };
+}
+
+/** An image present in containerd, as the runtime side needs it. */
+export interface LocalImage {
+  /** the image ID: its config digest */
+  id: string;
+  /** the containerd image record name used to make containers */
+  name: string;
+  repoTags: string[];
+  repoDigests: string[];
+  /** chain ID of the top layer: parent of a container's snapshot */
+  chainId: string;
+  config: ImageConfig;
+}
+
+export interface ImageLookup {
+  /** By reference, ID or digest; undefined when not present. */
+  find(ref: string, signal?: AbortSignal): Promise<LocalImage | undefined>;
+  /** Present or pulled (the sandbox image), pinned. */
+  ensure(ref: string, signal?: AbortSignal): Promise<LocalImage>;
 }
 
 export interface Deps {
@@ -14,4 +43,14 @@ export interface Deps {
   log: Logger;
   containerd: Containerd;
   network: NetworkReadiness;
+  images: ImageLookup;
+  netns: NetnsManager;
+  cni: CniNetwork;
+  host: HostFacts;
+  events: TaskEvents;
+  sandboxes: SandboxStore;
+  containers: ContainerStore;
+  sandboxRuns: OutlivingWork<Sandbox>;
+  /** stdio of the containers this crib process holds open */
+  io: Map<string, ContainerIo>;
 }

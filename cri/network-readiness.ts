@@ -1,33 +1,40 @@
-// NetworkReady for Status: a CNI config must be present in the conf dir.
-import { readdir } from "node:fs/promises";
+// NetworkReady for Status: a loadable CNI config whose plugins all exist,
+// re-evaluated whenever the conf dir changes.
 import type { Logger } from "pino";
 import type { NetworkReadiness } from "./deps.js";
-
-const CONFIG_FILE = /\.(conflist|conf|json)$/;
+import { CniConfigWatcher } from "../cni/watch.js";
+import { missingPlugins, type ConfigLoad } from "../cni/config.js";
 
 export class CniReadiness implements NetworkReadiness {
-  readonly #dir: string;
-  #found: string | undefined;
-  readonly #timer: NodeJS.Timeout;
+  #missing: string[] = [];
 
-  constructor(dir: string, readonly log: Logger) {
-    this.#dir = dir;
-    void this.#scan();
-    this.#timer = setInterval(() => void this.#scan(), 2000).unref();
+  private constructor(readonly watcher: CniConfigWatcher, readonly binDirs: readonly string[]) {}
+
+  static async start(confDir: string, binDirs: readonly string[], log: Logger): Promise<CniReadiness> {
+    let self: CniReadiness | undefined;
+    const watcher = await CniConfigWatcher.start({
+      confDir, log,
+      onChange: (state) => void self?.check(state),
+    });
+    self = new CniReadiness(watcher, binDirs);
+    await self.check(watcher.current());
+    return self;
   }
 
-  async #scan(): Promise<void> {
-    const names = await readdir(this.#dir).catch(() => [] as string[]);
-    this.#found = names.filter((n) => CONFIG_FILE.test(n)).sort()[0];
+  async check(state: ConfigLoad): Promise<void> {
+    this.#missing = state.config ? await missingPlugins(state.config, this.binDirs).catch(() => []) : [];
   }
 
   status() {
-    return this.#found
-      ? { ready: true, reason: "", message: "" }
-      : { ready: false, reason: "NetworkPluginNotReady", message: `no CNI network config found in ${this.#dir}` };
+    const state = this.watcher.current();
+    if (!state.config) return { ready: false, reason: "NetworkPluginNotReady", message: `cni config not loaded: ${state.reason}` };
+    if (this.#missing.length > 0) {
+      return { ready: false, reason: "NetworkPluginNotReady", message: `${state.config.source}: CNI plugins not found in ${this.binDirs.join(", ")}: ${this.#missing.join(", ")}` };
+    }
+    return { ready: true, reason: "", message: "" };
   }
 
   close(): void {
-    clearInterval(this.#timer);
+    void this.watcher.close();
   }
 }

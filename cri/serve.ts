@@ -4,11 +4,24 @@ import { pino, type Logger } from "pino";
 import type { Config } from "./config.js";
 import { CriServer } from "./server.js";
 import { criServices } from "./services.js";
-import type { Deps, NetworkReadiness } from "./deps.js";
+import type { Deps } from "./deps.js";
 import { Containerd } from "../runtime/containerd/client.js";
 import { ContainerdDaemon } from "../runtime/containerd/daemon.js";
 import { socketAnswers } from "./socket.js";
 import { CniReadiness } from "./network-readiness.js";
+import { hostname } from "node:os";
+import { NetnsManager } from "../runtime/netns.js";
+import { CniNetwork } from "../cni/network.js";
+import { readHostFacts } from "../runtime/spec/host.js";
+import { TaskEvents } from "../runtime/containerd/events.js";
+import { SandboxStore } from "./store/sandboxes.js";
+import { ContainerStore } from "./store/containers.js";
+import { OutlivingWork } from "./outlive.js";
+import { imageLookup, type Puller } from "./image-lookup.js";
+import { handleTaskEvent } from "./exits.js";
+import { recover, reconcile } from "./recover.js";
+import { removeSandbox } from "./sandbox-remove.js";
+import { cgroupDriver } from "./config.js";
 
 export const SYSTEM_CONTAINERD = "/run/containerd/containerd.sock";
 
@@ -42,11 +55,41 @@ export async function connectContainerd(config: Config, log: Logger): Promise<{ 
   return { containerd: new Containerd(daemon.address, config.containerd.namespace), daemon };
 }
 
+let puller: Puller | undefined;
+/** The image service registers how to pull (the sandbox image is pulled on demand). */
+export const setPuller = (p: Puller): void => { puller = p; };
+
+async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "containerd" | "network">): Promise<Deps> {
+  const { config, log, containerd } = base;
+  const cniState = (base.network as CniReadiness).watcher;
+  const host = await readHostFacts({ systemdCgroup: cgroupDriver(config) === "systemd", nodeHostname: hostname() });
+  const deps: Deps = {
+    ...base,
+    images: imageLookup(containerd, (ref, signal) => (puller ? puller(ref, signal) : Promise.reject(new Error(`cannot pull "${ref}": no image service`)))),
+    netns: new NetnsManager(),
+    cni: new CniNetwork({ config: () => cniState.current(), binDirs: config.cni.bin_dirs, cacheDir: join(config.root, "cni-cache"), log: log.child({ component: "cni" }) }),
+    host,
+    events: undefined as unknown as TaskEvents,
+    sandboxes: new SandboxStore(),
+    containers: new ContainerStore(join(config.root, "containers")),
+    sandboxRuns: new OutlivingWork(async (sandbox) => {
+      log.warn({ sandbox: sandbox.id }, "removing a sandbox whose RunPodSandbox nobody picked up");
+      await removeSandbox(deps, sandbox, { signal: AbortSignal.timeout(120_000), log });
+    }),
+    io: new Map(),
+  };
+  deps.events = new TaskEvents(containerd, log.child({ component: "events" }), () => reconcile(deps));
+  deps.events.on((e) => handleTaskEvent(deps, e));
+  return deps;
+}
+
 export async function serve(config: Config, version: string): Promise<void> {
   const log = pino({ level: config.log_level, base: { pid: process.pid } }, pino.destination(2));
   const { containerd, daemon } = await connectContainerd(config, log);
-  const network: NetworkReadiness & { close(): void } = new CniReadiness(config.cni.conf_dir, log);
-  const deps: Deps = { config, version, log, containerd, network };
+  const network = await CniReadiness.start(config.cni.conf_dir, config.cni.bin_dirs, log.child({ component: "cni" }));
+  const deps = await buildDeps({ config, version, log, containerd, network });
+  await recover(deps);
+  deps.events.start();
   const server = new CriServer(config.listen, criServices(deps), log);
   try {
     await server.listen();
@@ -65,6 +108,9 @@ export async function serve(config: Config, version: string): Promise<void> {
     log.info({ signal }, "shutting down");
     await server.close();
     network.close();
+    deps.events.close();
+    deps.sandboxRuns.close();
+    for (const io of deps.io.values()) await io.close().catch(() => undefined);
     containerd.close();
     await daemon?.stop();
     log.info("stopped");

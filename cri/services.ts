@@ -10,6 +10,19 @@ import type { ServiceBinding } from "./server.js";
 import { version } from "./runtime-version.js";
 import { runtimeStatus } from "./runtime-status.js";
 import { runtimeConfig } from "./runtime-config.js";
+import { runPodSandbox } from "./sandbox-run.js";
+import { stopPodSandbox } from "./sandbox-stop.js";
+import { removePodSandbox } from "./sandbox-remove.js";
+import { podSandboxStatus } from "./sandbox-status.js";
+import { listPodSandbox } from "./sandbox-list.js";
+import { createContainerRpc } from "./container-create.js";
+import { startContainer } from "./container-start.js";
+import { stopContainerRpc } from "./container-stop.js";
+import { removeContainerRpc } from "./container-remove.js";
+import { containerStatus, listContainers } from "./container-status.js";
+import { execSync } from "./container-exec-sync.js";
+import { updateContainerResources } from "./container-update.js";
+import { reopenContainerLog } from "./container-reopen-log.js";
 
 type Unary<H> = H extends handleUnaryCall<infer Req, infer Res> ? { req: Req; res: Res } : never;
 type Impl<H> = { [K in keyof H]?: (deps: Deps, req: Unary<H[K]>["req"], ctx: CallContext) => Promise<NonNullable<Unary<H[K]>["res"]>> };
@@ -18,6 +31,20 @@ export const runtimeHandlers: Impl<RuntimeServiceHandlers> = {
   Version: version,
   Status: runtimeStatus,
   RuntimeConfig: runtimeConfig,
+  RunPodSandbox: runPodSandbox,
+  StopPodSandbox: stopPodSandbox,
+  RemovePodSandbox: removePodSandbox,
+  PodSandboxStatus: podSandboxStatus,
+  ListPodSandbox: listPodSandbox,
+  CreateContainer: createContainerRpc,
+  StartContainer: startContainer,
+  StopContainer: stopContainerRpc,
+  RemoveContainer: removeContainerRpc,
+  ContainerStatus: containerStatus,
+  ListContainers: listContainers,
+  ExecSync: execSync,
+  UpdateContainerResources: updateContainerResources,
+  ReopenContainerLog: reopenContainerLog,
 };
 
 export const imageHandlers: Impl<ImageServiceHandlers> = {};

@@ -1,0 +1,106 @@
+// CreateContainer: a writable snapshot from the image, the OCI spec built from
+// the CRI config, the sandbox and the image, a containerd container record with
+// crib's metadata, and the stdio FIFOs. Every step has its undo.
+import { join } from "node:path";
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import { Rollback } from "./rollback.js";
+import { newId, nowNanos } from "./sandbox-run.js";
+import { CONTAINER_EXTENSION, containerNameKey, type Container, type ContainerMeta } from "./store/containers.js";
+import { KIND_LABEL } from "./store/sandboxes.js";
+import { alreadyExists, failedPrecondition, notFound, required } from "../runtime/errors.js";
+import { createContainer, deleteContainer, prepareSnapshot, removeSnapshot } from "../runtime/containerd/tasks.js";
+import { withTempMount } from "../runtime/mount.js";
+import { resolveUser } from "../runtime/spec/user.js";
+import { resolveDevices, hostDevices } from "../runtime/spec/devices.js";
+import { seccompChoice, readSeccompProfile } from "../runtime/spec/seccomp.js";
+import { buildContainerSpec } from "../runtime/spec/container.js";
+import { ContainerIo } from "../runtime/container-io.js";
+import { filePaths } from "../runtime/sandbox-files.js";
+import { taskState } from "../runtime/containerd/tasks.js";
+
+export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
+  const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+  const config = required(req.config, "config");
+  const metadata = required(config.metadata, "config.metadata");
+  required(metadata.name, "config.metadata.name");
+  const imageRef = required(config.image?.image, "config.image.image");
+  if (sandbox.state !== "SANDBOX_READY") throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
+
+  const key = containerNameKey(sandbox.id, metadata);
+  const id = newId();
+  const holder = deps.containers.reserve(key, id);
+  if (holder !== undefined) throw alreadyExists(`container name "${metadata.name}" (attempt ${metadata.attempt}) in sandbox ${sandbox.id} is already reserved for container ${holder}`);
+  const log = ctx.log.child({ container: id.slice(0, 12), name: metadata.name });
+  await using undo = new Rollback(log);
+  undo.defer("release name", () => deps.containers.release(key, id));
+
+  const image = await deps.images.find(imageRef, ctx.signal);
+  if (!image) throw notFound(`container "${metadata.name}" in sandbox ${sandbox.id}: image "${imageRef}" not found`);
+  const imageConfig = image.config.config ?? {};
+
+  const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]);
+  const mounts = await prepareSnapshot(deps.containerd, id, image.chainId, signal);
+  undo.defer("remove snapshot", (s) => removeSnapshot(deps.containerd, id, s));
+
+  const sc = config.linux?.security_context ?? null;
+  const user = await withTempMount(mounts, (root) => resolveUser(root, { securityContext: sc, imageUser: imageConfig.User ?? "" }));
+  const devices = await resolveDevices(config.devices);
+  const privileged = sc?.privileged ?? false;
+  const seccomp = seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? "", "", "unconfined", "config.linux.security_context");
+  const seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
+  let targetPid: number | undefined;
+  const nsOpts = sc?.namespace_options;
+  if (nsOpts?.pid === "TARGET") {
+    const target = deps.containers.get(nsOpts.target_id);
+    const t = await taskState(deps.containerd, target.id, signal);
+    if (!t || t.status !== "RUNNING") throw failedPrecondition(`target container ${nsOpts.target_id} for the PID namespace is not running`);
+    targetPid = t.pid;
+  }
+  const files = filePaths(sandbox.dir, sandbox.shmDir);
+  const { spec, warnings } = buildContainerSpec({
+    id, config,
+    sandbox: {
+      id: sandbox.id, config: sandbox.config, pid: sandbox.pid, netnsPath: sandbox.netnsPath,
+      files: { hostsPath: files.hosts, resolvConfPath: files.resolvConf, hostnamePath: files.hostname, shmPath: sandbox.shmDir },
+    },
+    image: { name: imageRef, config: imageConfig },
+    rootfs: "", user, host: deps.host, devices,
+    hostDevices: privileged ? await hostDevices() : [],
+    ...(seccompProfile ? { seccompProfile } : {}),
+    ...(targetPid !== undefined ? { targetPid } : {}),
+  });
+  for (const w of warnings) log.warn({ warning: w }, "container spec");
+
+  const logPath = sandbox.config.log_directory && config.log_path ? join(sandbox.config.log_directory, config.log_path) : "";
+  const meta: ContainerMeta = {
+    id, sandboxId: sandbox.id, config, createdAt: nowNanos(),
+    imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,
+    logPath, stopSignal: imageConfig.StopSignal ?? "", ioDir: join(deps.config.state, "containers", id, "io"),
+    user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+  };
+  const handler = deps.config.runtimes[sandbox.runtimeHandler] ?? deps.config.runtimes[deps.config.default_runtime]!;
+  await createContainer(deps.containerd, {
+    id, image: image.name, parent: image.chainId, spec,
+    runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
+    labels: { [KIND_LABEL]: "container", "crib.sandbox-id": sandbox.id, ...config.labels },
+    extensions: { [CONTAINER_EXTENSION]: meta },
+  }, signal, true);
+  undo.defer("delete container", (s) => deleteContainer(deps.containerd, id, s));
+
+  const io = new ContainerIo({ dir: meta.ioDir, stdin: config.stdin, tty: config.tty, logPath, maxLineSize: deps.config.containers.max_log_line_size });
+  await io.open(true);
+  undo.defer("remove io", () => io.remove());
+
+  const container: Container = {
+    ...meta,
+    status: { state: "CONTAINER_CREATED", pid: 0, startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", resources: config.linux?.resources ?? null },
+  };
+  await deps.containers.setStatus(container, {});
+  deps.containers.add(container);
+  deps.io.set(id, io);
+  undo.disarm();
+  log.info("container created");
+  return { container_id: id };
+}

@@ -1,0 +1,67 @@
+// ExecSync: run a command in a running container and return its output (each
+// stream capped) and exit code; the timeout kills it and answers DEADLINE_EXCEEDED.
+import { join } from "node:path";
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import type { Container } from "./store/containers.js";
+import { CribError, failedPrecondition, invalidArgument, required } from "../runtime/errors.js";
+import { ExecProcess, collect, type OciProcess } from "../runtime/exec.js";
+
+const processCache = new Map<string, OciProcess>();
+
+/** The container's process from its OCI spec: the base of every exec. */
+export async function baseProcess(deps: Deps, c: Container, signal?: AbortSignal): Promise<OciProcess> {
+  const cached = processCache.get(c.id);
+  if (cached) return cached;
+  const { container } = await deps.containerd.containers.Get({ id: c.id }, signal);
+  const spec = JSON.parse(container?.spec?.value.toString("utf8") ?? "{}") as { process: OciProcess };
+  processCache.set(c.id, spec.process);
+  return spec.process;
+}
+
+export function forgetProcess(id: string): void {
+  processCache.delete(id);
+}
+
+export function requireRunning(c: Container): void {
+  if (c.status.state !== "CONTAINER_RUNNING") {
+    throw failedPrecondition(`container ${c.id} is not running (state ${c.status.state.replace("CONTAINER_", "").toLowerCase()})`);
+  }
+}
+
+export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallContext): Promise<cri.ExecSyncResponse__Input> {
+  const c = deps.containers.get(required(req.container_id, "container_id"));
+  if (req.cmd.length === 0) throw invalidArgument("cmd is required");
+  requireRunning(c);
+  const base = await baseProcess(deps, c, ctx.signal);
+  const cap = deps.config.containers.exec_sync_max_output;
+  const exec = new ExecProcess(deps.containerd, {
+    containerId: c.id, process: { ...base, args: req.cmd, terminal: false },
+    stdin: false, stdout: true, stderr: true, tty: false, dir: join(deps.config.state, "exec"),
+  });
+  const timeout = Number(req.timeout) > 0 ? AbortSignal.timeout(Number(req.timeout) * 1000) : undefined;
+  const signal = timeout ? AbortSignal.any([ctx.signal, timeout]) : ctx.signal;
+  try {
+    await exec.start(signal);
+    const out = collect(exec.stdout, cap);
+    const err = collect(exec.stderr, cap);
+    let exitCode: number;
+    try {
+      exitCode = await exec.wait(signal);
+    } catch (e) {
+      await exec.kill().catch(() => undefined);
+      if (timeout?.aborted) throw new CribError("deadline-exceeded", `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
+      throw e;
+    }
+    const [stdout, stderr] = await Promise.all([out, err]);
+    if (stdout.truncated || stderr.truncated) ctx.log.warn({ container: c.id.slice(0, 12), cap }, "ExecSync output truncated");
+    return {
+      stdout: stdout.truncated ? Buffer.concat([stdout.data.subarray(0, Math.max(0, cap - 64)), Buffer.from(`\n[crib: output truncated at ${cap} bytes]\n`)]) : stdout.data,
+      stderr: stderr.truncated ? Buffer.concat([stderr.data.subarray(0, Math.max(0, cap - 64)), Buffer.from(`\n[crib: output truncated at ${cap} bytes]\n`)]) : stderr.data,
+      exit_code: exitCode,
+    };
+  } finally {
+    await exec.close();
+  }
+}

@@ -1,0 +1,26 @@
+// RemoveContainer: force-stop, then the task, the record, the snapshot and the
+// FIFOs. An unknown container is a success. The log file stays (kubelet owns it).
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import type { Container } from "./store/containers.js";
+import { required } from "../runtime/errors.js";
+import { deleteContainer, deleteTask } from "../runtime/containerd/tasks.js";
+import { stopContainer } from "./container-stop.js";
+
+export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerRequest, ctx: CallContext): Promise<cri.RemoveContainerResponse__Input> {
+  const c = deps.containers.find(required(req.container_id, "container_id"));
+  if (c) await removeContainer(deps, c, ctx);
+  return {};
+}
+
+export async function removeContainer(deps: Deps, c: Container, ctx: CallContext): Promise<void> {
+  await stopContainer(deps, c, 0, ctx);
+  await deleteTask(deps.containerd, c.id, ctx.signal);
+  await deleteContainer(deps.containerd, c.id, ctx.signal);
+  await deps.io.get(c.id)?.remove();
+  deps.io.delete(c.id);
+  await deps.containers.removeFiles(c.id);
+  deps.containers.delete(c.id);
+  ctx.log.info({ container: c.id.slice(0, 12) }, "container removed");
+}

@@ -1,0 +1,32 @@
+// StartContainer: the task on the snapshot's mounts with the stdio FIFOs. A
+// failed start leaves the container EXITED with runc's message as the reason.
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import { nowNanos } from "./sandbox-run.js";
+import { failedPrecondition, internal, required } from "../runtime/errors.js";
+import { startTask } from "../runtime/containerd/tasks.js";
+
+export async function startContainer(deps: Deps, req: cri.StartContainerRequest, ctx: CallContext): Promise<cri.StartContainerResponse__Input> {
+  const c = deps.containers.get(required(req.container_id, "container_id"));
+  if (c.status.state !== "CONTAINER_CREATED") throw failedPrecondition(`container ${c.id} is ${c.status.state.replace("CONTAINER_", "").toLowerCase()}, not created`);
+  const sandbox = deps.sandboxes.get(c.sandboxId);
+  if (sandbox.state !== "SANDBOX_READY") throw failedPrecondition(`container ${c.id}: its pod sandbox ${sandbox.id} is not ready`);
+  const io = deps.io.get(c.id);
+  if (!io) throw internal(`container ${c.id} has no stdio`);
+  const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]);
+  try {
+    const pid = await startTask(deps.containerd, c.id, io.paths, signal);
+    await io.started();
+    // an exit event may already have been handled while Start was in flight
+    if (c.status.state === "CONTAINER_CREATED") await deps.containers.setStatus(c, { state: "CONTAINER_RUNNING", pid, startedAt: nowNanos() });
+    ctx.log.info({ container: c.id.slice(0, 12), pid }, "container started");
+    return {};
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const now = nowNanos();
+    await deps.containers.setStatus(c, { state: "CONTAINER_EXITED", startedAt: now, finishedAt: now, exitCode: 128, reason: "StartError", message });
+    await io.close();
+    throw err;
+  }
+}

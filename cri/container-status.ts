@@ -1,0 +1,47 @@
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import type { Container } from "./store/containers.js";
+import { required } from "../runtime/errors.js";
+import { matchesLabels } from "./labels.js";
+
+export function containerSummary(c: Container): cri.Container__Input {
+  return {
+    id: c.id, pod_sandbox_id: c.sandboxId, metadata: c.config.metadata,
+    image: { image: c.imageRef, annotations: c.config.image?.annotations ?? {}, user_specified_image: c.imageRef, runtime_handler: "" },
+    image_ref: c.imageDigestRef, image_id: c.imageId, state: c.status.state, created_at: c.createdAt,
+    labels: c.config.labels, annotations: c.config.annotations,
+  };
+}
+
+export async function containerStatus(deps: Deps, req: cri.ContainerStatusRequest, _ctx: CallContext): Promise<cri.ContainerStatusResponse__Input> {
+  const c = deps.containers.get(required(req.container_id, "container_id"));
+  const s = c.status;
+  const status: cri.ContainerStatus__Input = {
+    id: c.id, metadata: c.config.metadata, state: s.state,
+    created_at: c.createdAt, started_at: s.startedAt, finished_at: s.finishedAt,
+    exit_code: s.exitCode, reason: s.reason, message: s.message,
+    image: { image: c.imageRef, annotations: c.config.image?.annotations ?? {}, user_specified_image: c.imageRef },
+    image_ref: c.imageDigestRef, image_id: c.imageId,
+    labels: c.config.labels, annotations: c.config.annotations, mounts: c.config.mounts, log_path: c.logPath,
+    ...(s.resources ? { resources: { linux: s.resources } } : {}),
+    ...(c.user ? { user: { linux: { uid: c.user.uid, gid: c.user.gid, supplemental_groups: c.user.additionalGids } } } : {}),
+  };
+  const res: cri.ContainerStatusResponse__Input = { status };
+  if (req.verbose) {
+    res.info = { info: JSON.stringify({ pid: s.pid, sandboxID: c.sandboxId, imageName: c.imageName, ioDir: c.ioDir, config: c.config }) };
+  }
+  return res;
+}
+
+export async function listContainers(deps: Deps, req: cri.ListContainersRequest, _ctx: CallContext): Promise<cri.ListContainersResponse__Input> {
+  const f = req.filter;
+  const containers = deps.containers.list()
+    .filter((c) => !f?.id || c.id.startsWith(f.id))
+    .filter((c) => !f?.state || c.status.state === f.state.state)
+    .filter((c) => !f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
+    .filter((c) => matchesLabels(c.config.labels, f?.label_selector))
+    .sort((a, b) => (BigInt(b.createdAt) > BigInt(a.createdAt) ? 1 : -1))
+    .map(containerSummary);
+  return { containers };
+}

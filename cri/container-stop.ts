@@ -1,0 +1,47 @@
+// StopContainer: the image's StopSignal (or SIGTERM), SIGKILL after the
+// timeout. Idempotent: a container that is not running is a success.
+import { constants } from "node:os";
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import type { Container } from "./store/containers.js";
+import { required } from "../runtime/errors.js";
+import { killTask } from "../runtime/containerd/tasks.js";
+import { settleExit } from "./exits.js";
+
+export async function stopContainerRpc(deps: Deps, req: cri.StopContainerRequest, ctx: CallContext): Promise<cri.StopContainerResponse__Input> {
+  const c = deps.containers.get(required(req.container_id, "container_id"));
+  await stopContainer(deps, c, Number(req.timeout), ctx);
+  return {};
+}
+
+export function signalNumber(name: string): number {
+  if (!name) return constants.signals.SIGTERM;
+  if (/^\d+$/.test(name)) return Number(name);
+  const upper = name.toUpperCase();
+  const n = (constants.signals as Record<string, number>)[upper.startsWith("SIG") ? upper : `SIG${upper}`];
+  return n ?? constants.signals.SIGTERM;
+}
+
+export async function stopContainer(deps: Deps, c: Container, timeoutSeconds: number, ctx: CallContext): Promise<void> {
+  if (c.status.state !== "CONTAINER_RUNNING") return;
+  c.status.stopping = true;
+  if (timeoutSeconds > 0) {
+    await killTask(deps.containerd, c.id, signalNumber(c.stopSignal), {}, ctx.signal);
+    if (await waitExited(deps, c, timeoutSeconds * 1000)) return;
+  }
+  await killTask(deps.containerd, c.id, constants.signals.SIGKILL, { all: true }, ctx.signal);
+  if (!(await waitExited(deps, c, 30_000))) throw new Error(`container ${c.id} did not exit after SIGKILL`);
+}
+
+/** Waits until the container is EXITED; checks containerd itself now and then in case an event was missed. */
+export async function waitExited(deps: Deps, c: Container, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  let polls = 0;
+  while (c.status.state === "CONTAINER_RUNNING") {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 25));
+    if (++polls % 20 === 0) await settleExit(deps, c).catch(() => undefined);
+  }
+  return true;
+}

@@ -1,0 +1,130 @@
+// RunPodSandbox: validate, then each side effect paired with its undo (netns,
+// CNI, files, pause container and task); the store last. The work outlives a
+// request whose deadline expires, and its retry gets the result.
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import { Rollback } from "./rollback.js";
+import { KIND_LABEL, SANDBOX_EXTENSION, sandboxNameKey, type Sandbox, type SandboxMeta } from "./store/sandboxes.js";
+import { alreadyExists, invalidArgument, required } from "../runtime/errors.js";
+import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
+import { createContainer, deleteContainer, deleteTask, killTask, startTask } from "../runtime/containerd/tasks.js";
+import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
+import type { CapabilityArgs } from "../cni/network.js";
+
+const RUN_TIMEOUT_MS = 4 * 60_000;
+
+export const newId = (): string => randomBytes(32).toString("hex");
+export const nowNanos = (): string => (BigInt(Date.now()) * 1_000_000n + BigInt(process.hrtime.bigint() % 1_000_000n)).toString();
+
+export function runtimeHandlerOf(deps: Deps, name: string) {
+  const handler = deps.config.runtimes[name || deps.config.default_runtime];
+  if (!handler) throw invalidArgument(`runtime handler "${name}" is not configured (known: ${Object.keys(deps.config.runtimes).join(", ")})`);
+  return { name: name || deps.config.default_runtime, handler };
+}
+
+function validate(config: cri.PodSandboxConfig | null): cri.PodSandboxConfig & { metadata: cri.PodSandboxMetadata } {
+  const c = required(config, "config");
+  const m = required(c.metadata, "config.metadata");
+  required(m.name, "config.metadata.name");
+  required(m.namespace, "config.metadata.namespace");
+  required(m.uid, "config.metadata.uid");
+  return c as cri.PodSandboxConfig & { metadata: cri.PodSandboxMetadata };
+}
+
+export const hostNetwork = (config: cri.PodSandboxConfig): boolean =>
+  config.linux?.security_context?.namespace_options?.network === "NODE";
+const hostIpc = (config: cri.PodSandboxConfig): boolean =>
+  config.linux?.security_context?.namespace_options?.ipc === "NODE";
+
+function capabilityArgs(config: cri.PodSandboxConfig): CapabilityArgs {
+  const portMappings = config.port_mappings
+    .filter((p) => p.host_port > 0)
+    .map((p) => ({ hostPort: p.host_port, containerPort: p.container_port, protocol: p.protocol.toLowerCase() as "tcp" | "udp" | "sctp", ...(p.host_ip ? { hostIP: p.host_ip } : {}) }));
+  return portMappings.length > 0 ? { portMappings } : {};
+}
+
+export async function runPodSandbox(deps: Deps, req: cri.RunPodSandboxRequest, ctx: CallContext): Promise<cri.RunPodSandboxResponse__Input> {
+  const config = validate(req.config);
+  const { name: handlerName } = runtimeHandlerOf(deps, req.runtime_handler);
+  const key = sandboxNameKey(config.metadata);
+  const holder = deps.sandboxes.holder(key);
+  if (holder !== undefined && !deps.sandboxRuns.has(key)) {
+    throw alreadyExists(`pod sandbox name "${key}" is already reserved for sandbox ${holder}`);
+  }
+  const sandbox = await deps.sandboxRuns.run(key, () => create(deps, config, handlerName, ctx), ctx.signal);
+  return { pod_sandbox_id: sandbox.id };
+}
+
+async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri.PodSandboxMetadata }, handlerName: string, ctx: CallContext): Promise<Sandbox> {
+  const signal = AbortSignal.timeout(RUN_TIMEOUT_MS);
+  const id = newId();
+  const key = sandboxNameKey(config.metadata);
+  const log = ctx.log.child({ sandbox: id.slice(0, 12), pod: `${config.metadata.namespace}/${config.metadata.name}` });
+  await using undo = new Rollback(log);
+  if (deps.sandboxes.reserve(key, id) !== undefined) throw alreadyExists(`pod sandbox name "${key}" is already reserved`);
+  undo.defer("release name", () => deps.sandboxes.release(key, id));
+
+  const image = await deps.images.ensure(deps.config.sandbox.image, signal);
+  const handler = deps.config.runtimes[handlerName]!;
+  const host = hostNetwork(config);
+
+  let netnsPath = "";
+  let ips: string[] = [];
+  if (!host) {
+    const netns = await deps.netns.create(id, signal);
+    netnsPath = netns.path;
+    undo.defer("remove netns", (s) => deps.netns.remove(netns, s));
+    const attachment = {
+      id, netns: netns.path,
+      pod: { namespace: config.metadata.namespace, name: config.metadata.name, uid: config.metadata.uid },
+      capabilityArgs: capabilityArgs(config),
+    };
+    // ADD can half-allocate: DEL runs even when ADD fails
+    undo.defer("CNI DEL", (s) => deps.cni.del(attachment, s));
+    const result = await deps.cni.add(attachment, signal);
+    ips = [...result.podIps];
+  }
+
+  const dir = join(deps.config.root, "sandboxes", id);
+  const shmDir = hostIpc(config) ? "" : join(deps.config.state, "sandboxes", id, "shm");
+  undo.defer("remove sandbox files", () => removeSandboxFiles(dir, shmDir));
+  const files = await writeSandboxFiles({
+    dir, shmDir, hostNetwork: host, ips,
+    hostname: config.hostname || deps.host.nodeHostname,
+    dns: config.dns_config,
+  });
+  void files;
+
+  const { spec, warnings } = buildSandboxSpec({
+    id, config, netnsPath, image: { config: image.config.config ?? {} }, rootfs: "", host: deps.host,
+  });
+  for (const w of warnings) log.warn({ warning: w }, "sandbox spec");
+
+  const meta: SandboxMeta = {
+    id, config, createdAt: nowNanos(), runtimeHandler: handlerName, netnsPath, ips, dir, shmDir, image: image.name,
+  };
+  await createContainer(deps.containerd, {
+    id, image: image.name, parent: image.chainId, spec,
+    runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
+    labels: { [KIND_LABEL]: "sandbox", ...config.labels },
+    extensions: { [SANDBOX_EXTENSION]: meta },
+  }, signal);
+  undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
+  undo.defer("delete pause task", async (s) => {
+    await killTask(deps.containerd, id, 9, { all: true }, s);
+    await deleteTask(deps.containerd, id, s).catch(async () => {
+      await new Promise((r) => setTimeout(r, 200));
+      await deleteTask(deps.containerd, id, s);
+    });
+  });
+  const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
+
+  const sandbox: Sandbox = { ...meta, state: "SANDBOX_READY", pid, networkDown: false };
+  deps.sandboxes.add(sandbox);
+  undo.disarm();
+  log.info({ pid, ips }, "sandbox ready");
+  return sandbox;
+}

@@ -1,0 +1,37 @@
+import type * as cri from "../proto/gen/cri/types.js";
+import type { CallContext } from "./rpc.js";
+import type { Deps } from "./deps.js";
+import type { Sandbox } from "./store/sandboxes.js";
+import { required } from "../runtime/errors.js";
+
+export function sandboxNamespaces(sandbox: Sandbox): cri.NamespaceOption__Input {
+  const o = sandbox.config.linux?.security_context?.namespace_options;
+  return { network: o?.network ?? "POD", pid: o?.pid ?? "POD", ipc: o?.ipc ?? "POD", target_id: o?.target_id ?? "" };
+}
+
+export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequest, _ctx: CallContext): Promise<cri.PodSandboxStatusResponse__Input> {
+  const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+  const [ip = "", ...more] = sandbox.networkDown ? [] : sandbox.ips;
+  const status: cri.PodSandboxStatus__Input = {
+    id: sandbox.id,
+    metadata: sandbox.config.metadata,
+    state: sandbox.state,
+    created_at: sandbox.createdAt,
+    network: { ip, additional_ips: more.map((x) => ({ ip: x })) },
+    linux: { namespaces: { options: sandboxNamespaces(sandbox) } },
+    labels: sandbox.config.labels,
+    annotations: sandbox.config.annotations,
+    runtime_handler: sandbox.runtimeHandler,
+  };
+  const res: cri.PodSandboxStatusResponse__Input = { status };
+  if (req.verbose) {
+    const cni = await deps.cni.cached(sandbox.id).catch(() => undefined);
+    res.info = {
+      info: JSON.stringify({
+        pid: sandbox.pid, netnsPath: sandbox.netnsPath, image: sandbox.image, runtimeHandler: sandbox.runtimeHandler,
+        cniResult: cni ?? null, config: sandbox.config, files: { dir: sandbox.dir, shm: sandbox.shmDir },
+      }),
+    };
+  }
+  return res;
+}

@@ -1,0 +1,134 @@
+// In-memory cache of crib's containers. The durable records are the containerd
+// container (spec + "crib.container.v1" extension) and a status file written
+// on every state change, so exit codes and times survive a crib restart.
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type * as cri from "../../proto/gen/cri/types.js";
+import { invalidArgument, notFound } from "../../runtime/errors.js";
+
+export const CONTAINER_EXTENSION = "crib.container.v1";
+
+export interface ContainerMeta {
+  id: string;
+  sandboxId: string;
+  config: cri.ContainerConfig;
+  createdAt: string;
+  /** as the request named it */
+  imageRef: string;
+  /** the config digest */
+  imageId: string;
+  /** repo digest (name@sha256:…) when known, else the ID */
+  imageDigestRef: string;
+  /** the containerd image name */
+  imageName: string;
+  /** absolute log path; "" when kubelet gave no log directory */
+  logPath: string;
+  /** the image's StopSignal, for StopContainer */
+  stopSignal: string;
+  /** stdio FIFOs live here */
+  ioDir: string;
+  /** the user the process runs as */
+  user?: { uid: number; gid: number; additionalGids: number[] };
+}
+
+export type ContainerStateName = "CONTAINER_CREATED" | "CONTAINER_RUNNING" | "CONTAINER_EXITED" | "CONTAINER_UNKNOWN";
+
+export interface ContainerStatusRecord {
+  state: ContainerStateName;
+  pid: number;
+  startedAt: string;
+  finishedAt: string;
+  exitCode: number;
+  reason: string;
+  message: string;
+  resources?: cri.LinuxContainerResources | null;
+  /** set when a StopContainer killed it on purpose */
+  stopping?: boolean;
+}
+
+export interface Container extends ContainerMeta {
+  status: ContainerStatusRecord;
+}
+
+export const containerNameKey = (sandboxId: string, m: cri.ContainerMetadata): string => `${m.name}_${m.attempt}_${sandboxId}`;
+
+export class ContainerStore {
+  readonly #byId = new Map<string, Container>();
+  readonly #names = new Map<string, string>();
+
+  constructor(readonly dir: string) {}
+
+  reserve(name: string, id: string): string | undefined {
+    const holder = this.#names.get(name);
+    if (holder !== undefined) return holder;
+    this.#names.set(name, id);
+    return undefined;
+  }
+
+  release(name: string, id: string): void {
+    if (this.#names.get(name) === id) this.#names.delete(name);
+  }
+
+  holder(name: string): string | undefined {
+    return this.#names.get(name);
+  }
+
+  add(c: Container): void {
+    this.#byId.set(c.id, c);
+    if (c.config.metadata) this.#names.set(containerNameKey(c.sandboxId, c.config.metadata), c.id);
+  }
+
+  delete(id: string): void {
+    const c = this.#byId.get(id);
+    this.#byId.delete(id);
+    if (c?.config.metadata) this.release(containerNameKey(c.sandboxId, c.config.metadata), id);
+  }
+
+  list(): Container[] {
+    return [...this.#byId.values()];
+  }
+
+  inSandbox(sandboxId: string): Container[] {
+    return this.list().filter((c) => c.sandboxId === sandboxId);
+  }
+
+  find(idOrPrefix: string): Container | undefined {
+    if (!idOrPrefix) throw invalidArgument("container_id is required");
+    const exact = this.#byId.get(idOrPrefix);
+    if (exact) return exact;
+    const matches = [...this.#byId.keys()].filter((id) => id.startsWith(idOrPrefix));
+    if (matches.length > 1) throw invalidArgument(`container id prefix "${idOrPrefix}" is ambiguous (${matches.length} containers)`);
+    return matches[0] === undefined ? undefined : this.#byId.get(matches[0]);
+  }
+
+  get(idOrPrefix: string): Container {
+    const c = this.find(idOrPrefix);
+    if (!c) throw notFound(`container "${idOrPrefix}" not found`);
+    return c;
+  }
+
+  statusPath(id: string): string {
+    return join(this.dir, id, "status.json");
+  }
+
+  /** Updates the status in memory and on disk (atomically). */
+  async setStatus(c: Container, patch: Partial<ContainerStatusRecord>): Promise<void> {
+    c.status = { ...c.status, ...patch };
+    const file = this.statusPath(c.id);
+    await mkdir(join(this.dir, c.id), { recursive: true });
+    await writeFile(`${file}.tmp`, JSON.stringify(c.status));
+    await rename(`${file}.tmp`, file);
+  }
+
+  async readStatus(id: string): Promise<ContainerStatusRecord | undefined> {
+    try {
+      return JSON.parse(await readFile(this.statusPath(id), "utf8")) as ContainerStatusRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async removeFiles(id: string): Promise<void> {
+    await rm(join(this.dir, id), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,153 @@
+// The containerd steps behind a CRI container or sandbox: a snapshot from an
+// image, a container record holding the OCI spec and crib's metadata, a task
+// (the running process) created on the snapshot's mounts, and their removal.
+import { encodeAny, jsonAny } from "../../proto/load.js";
+import type { Containerd } from "./client.js";
+import { isNotFound } from "./errors.js";
+
+export const SNAPSHOTTER = "overlayfs";
+export const SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+export const PROCESS_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+export const RUNC_V2 = "io.containerd.runc.v2";
+
+export interface RuntimeChoice {
+  binaryName: string;
+  systemdCgroup: boolean;
+}
+
+export interface NewContainer {
+  id: string;
+  /** the containerd image name the container was made from */
+  image: string;
+  /** chain ID of the image's top layer: the snapshot parent */
+  parent: string;
+  spec: object;
+  runtime: RuntimeChoice;
+  labels: Record<string, string>;
+  /** crib's own metadata, stored as JSON under the extension name */
+  extensions: Record<string, unknown>;
+}
+
+/** A writable snapshot for container `key` on top of the image's layers; returns its mounts. */
+export async function prepareSnapshot(c: Containerd, key: string, parent: string, signal?: AbortSignal) {
+  const { mounts } = await c.snapshots.Prepare({
+    snapshotter: SNAPSHOTTER,
+    key,
+    parent,
+    labels: { "containerd.io/gc.root": new Date().toISOString() },
+  }, signal);
+  return mounts;
+}
+
+/** Prepares the snapshot (unless `prepared`) and creates the container record. */
+export async function createContainer(c: Containerd, n: NewContainer, signal?: AbortSignal, prepared = false): Promise<void> {
+  if (!prepared) await prepareSnapshot(c, n.id, n.parent, signal);
+  try {
+    await c.containers.Create({
+      container: {
+        id: n.id,
+        image: n.image,
+        labels: n.labels,
+        runtime: {
+          name: RUNC_V2,
+          options: encodeAny("containerd.runc.v1.Options", { binary_name: n.runtime.binaryName, systemd_cgroup: n.runtime.systemdCgroup }),
+        },
+        spec: jsonAny(SPEC_TYPE, n.spec),
+        snapshotter: SNAPSHOTTER,
+        snapshot_key: n.id,
+        extensions: Object.fromEntries(Object.entries(n.extensions).map(([k, v]) => [k, jsonAny(k, v)])),
+      },
+    }, signal);
+  } catch (err) {
+    await removeSnapshot(c, n.id).catch(() => undefined);
+    throw err;
+  }
+}
+
+export async function updateExtension(c: Containerd, id: string, name: string, value: unknown, signal?: AbortSignal): Promise<void> {
+  await c.containers.Update({
+    container: { id, extensions: { [name]: jsonAny(name, value) } },
+    update_mask: { paths: [`extensions.${name}`] },
+  }, signal);
+}
+
+export function extensionOf<T>(container: { extensions: Record<string, { value: Buffer }> }, name: string): T | undefined {
+  const any = container.extensions[name];
+  return any ? (JSON.parse(any.value.toString("utf8")) as T) : undefined;
+}
+
+export interface Stdio {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+/** Creates the task on the snapshot's mounts and starts it; returns its pid. */
+export async function startTask(c: Containerd, id: string, stdio: Stdio, signal?: AbortSignal): Promise<number> {
+  const { mounts } = await c.snapshots.Mounts({ snapshotter: SNAPSHOTTER, key: id }, signal);
+  await c.tasks.Create({ container_id: id, rootfs: mounts, ...stdio }, signal);
+  try {
+    const { pid } = await c.tasks.Start({ container_id: id }, signal);
+    return pid;
+  } catch (err) {
+    await deleteTask(c, id).catch(() => undefined);
+    throw err;
+  }
+}
+
+export interface TaskState {
+  pid: number;
+  status: "UNKNOWN" | "CREATED" | "RUNNING" | "STOPPED" | "PAUSED" | "PAUSING";
+  exitStatus: number;
+  exitedAt: { seconds: string; nanos: number } | null;
+}
+
+export async function taskState(c: Containerd, id: string, signal?: AbortSignal): Promise<TaskState | undefined> {
+  try {
+    const { process } = await c.tasks.Get({ container_id: id }, signal);
+    if (!process) return undefined;
+    return { pid: process.pid, status: process.status as TaskState["status"], exitStatus: process.exit_status, exitedAt: process.exited_at };
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+export async function killTask(c: Containerd, id: string, signal: number, opts: { all?: boolean; execId?: string } = {}, abort?: AbortSignal): Promise<void> {
+  try {
+    await c.tasks.Kill({ container_id: id, signal, all: opts.all ?? false, exec_id: opts.execId ?? "" }, abort);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    // "process already finished" answers NOT_FOUND or FAILED_PRECONDITION; both mean it is gone
+    if ((err as { code?: number }).code === 9) return;
+    throw err;
+  }
+}
+
+/** Deletes the task (its exit status is kept by crib beforehand); absent → fine. */
+export async function deleteTask(c: Containerd, id: string, signal?: AbortSignal): Promise<void> {
+  try {
+    await c.tasks.Delete({ container_id: id }, signal);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+export async function removeSnapshot(c: Containerd, key: string, signal?: AbortSignal): Promise<void> {
+  try {
+    await c.snapshots.Remove({ snapshotter: SNAPSHOTTER, key }, signal);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+/** Removes the container record and its snapshot; absent → fine. */
+export async function deleteContainer(c: Containerd, id: string, signal?: AbortSignal): Promise<void> {
+  try {
+    await c.containers.Delete({ id }, signal);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  await removeSnapshot(c, id, signal);
+}

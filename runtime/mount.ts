@@ -1,0 +1,29 @@
+// Mounting containerd's snapshot mounts briefly, e.g. to read /etc/passwd from
+// a container's rootfs before it exists (as containerd's WithUser does).
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export interface MountSpec {
+  type: string;
+  source: string;
+  options: string[];
+}
+
+export async function withTempMount<T>(mounts: MountSpec[], fn: (root: string) => Promise<T>): Promise<T> {
+  const target = await mkdtemp("/tmp/crib-mount-");
+  const mounted: string[] = [];
+  try {
+    for (const m of mounts) {
+      const options = m.type === "bind" ? [...m.options.filter((o) => o !== "rw"), "ro"] : m.options;
+      await run("mount", ["-t", m.type, ...(options.length ? ["-o", options.join(",")] : []), m.source, target]);
+      mounted.push(target);
+    }
+    return await fn(target);
+  } finally {
+    for (const t of mounted.reverse()) await run("umount", [t]).catch(() => run("umount", ["-l", t]).catch(() => undefined));
+    await rm(target, { recursive: true, force: true }).catch(() => undefined);
+  }
+}

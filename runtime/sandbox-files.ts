@@ -1,0 +1,94 @@
+// The files a pod's containers share: /etc/hosts, /etc/resolv.conf,
+// /etc/hostname, and a /dev/shm tmpfs (unless the pod uses the node's IPC).
+import { execFile } from "node:child_process";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export interface DnsConfig {
+  servers: string[];
+  searches: string[];
+  options: string[];
+}
+
+export interface SandboxFilesInput {
+  dir: string;
+  hostname: string;
+  ips: string[];
+  dns: DnsConfig | null;
+  hostNetwork: boolean;
+  /** "" when the pod uses the node's IPC namespace */
+  shmDir: string;
+  shmSizeBytes?: number;
+}
+
+export interface SandboxFilePaths {
+  hosts: string;
+  resolvConf: string;
+  hostname: string;
+  shm: string;
+}
+
+export const filePaths = (dir: string, shmDir: string): SandboxFilePaths => ({
+  hosts: join(dir, "hosts"),
+  resolvConf: join(dir, "resolv.conf"),
+  hostname: join(dir, "hostname"),
+  shm: shmDir,
+});
+
+export function hostsFile(hostname: string, ips: string[]): string {
+  const lines = [
+    "# Kubernetes-managed hosts file (written by crib).",
+    "127.0.0.1\tlocalhost",
+    "::1\tlocalhost ip6-localhost ip6-loopback",
+    "fe00::0\tip6-localnet",
+    "fe00::0\tip6-mcastprefix",
+    "fe00::1\tip6-allnodes",
+    "fe00::2\tip6-allrouters",
+  ];
+  for (const ip of ips) lines.push(`${ip}\t${hostname}`);
+  return `${lines.join("\n")}\n`;
+}
+
+export function resolvConf(dns: DnsConfig): string {
+  const lines: string[] = [];
+  if (dns.searches.length > 0) lines.push(`search ${dns.searches.join(" ")}`);
+  for (const s of dns.servers) lines.push(`nameserver ${s}`);
+  if (dns.options.length > 0) lines.push(`options ${dns.options.join(" ")}`);
+  return `${lines.join("\n")}\n`;
+}
+
+export async function writeSandboxFiles(input: SandboxFilesInput): Promise<SandboxFilePaths> {
+  const paths = filePaths(input.dir, input.shmDir);
+  await mkdir(input.dir, { recursive: true, mode: 0o755 });
+  const hosts = input.hostNetwork ? await readFile("/etc/hosts", "utf8").catch(() => hostsFile(input.hostname, [])) : hostsFile(input.hostname, input.ips);
+  const dns = input.dns && (input.dns.servers.length + input.dns.searches.length + input.dns.options.length > 0)
+    ? resolvConf(input.dns)
+    : await readFile("/etc/resolv.conf", "utf8").catch(() => "");
+  await Promise.all([
+    writeFile(paths.hosts, hosts, { mode: 0o644 }),
+    writeFile(paths.resolvConf, dns, { mode: 0o644 }),
+    writeFile(paths.hostname, `${input.hostname}\n`, { mode: 0o644 }),
+  ]);
+  if (input.shmDir) {
+    await mkdir(input.shmDir, { recursive: true, mode: 0o700 });
+    const size = input.shmSizeBytes ?? 64 * 1024 * 1024;
+    await run("mount", ["-t", "tmpfs", "-o", `nodev,noexec,nosuid,mode=1777,size=${size}`, "shm", input.shmDir]);
+  }
+  return paths;
+}
+
+/** Unmounts the shm tmpfs and removes the files; absent → fine. */
+export async function removeSandboxFiles(dir: string, shmDir: string): Promise<void> {
+  if (shmDir) {
+    await run("umount", [shmDir]).catch(() => undefined);
+    await rm(shmDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+export async function unmountShm(shmDir: string): Promise<void> {
+  if (shmDir) await run("umount", [shmDir]).catch(() => undefined);
+}
