@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { compareVersions, type ConfigLoad, type NetworkConfigList } from "./config.js";
+import { compareVersions, findPlugin, type ConfigLoad, type NetworkConfigList } from "./config.js";
 import { CniError, CniErrorCode, execPlugin, pluginStdin, type CniCommand } from "./exec.js";
 import type { IpRanges } from "./ip.js";
 import { parseResult, type NetworkResult } from "./result.js";
@@ -188,10 +188,24 @@ export class CniNetwork {
       // Before 0.4.0, DEL got no prevResult.
       const prevResult = compareVersions(list.cniVersion, "0.4.0") >= 0 ? cached?.result : undefined;
       const base = { containerId: attachment.id, ifName, netns, cniArgs: cached?.cniArgs ?? cniArgs(attachment.id, attachment.pod) };
+      // Every plugin gets its DEL even when one fails, so host-local frees the
+      // IP although, say, a later plugin's binary is gone; a missing binary
+      // never ran, so it holds nothing to release.
+      let failure: unknown;
       for (const plugin of [...list.plugins].reverse()) {
+        if ((await findPlugin(plugin.type, this.#binDirs)) === undefined) {
+          this.#log.warn({ id: attachment.id, plugin: plugin.type }, "CNI DEL: plugin binary not found; skipped");
+          continue;
+        }
         const stdin = pluginStdin(list, plugin, { prevResult, capabilityArgs });
-        await this.#exec("DEL", plugin.type, { ...base, stdin }, signal);
+        try {
+          await this.#exec("DEL", plugin.type, { ...base, stdin }, signal);
+        } catch (err) {
+          failure ??= err;
+          if (signal?.aborted) break;
+        }
       }
+      if (failure !== undefined) throw failure;
       await rm(this.#cachePath(attachment.id), { force: true });
       this.#log.debug({ id: attachment.id, network: list.name, netns: netns || "(gone)" }, "CNI DEL done");
     });
