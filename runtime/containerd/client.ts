@@ -52,6 +52,16 @@ function promisify<C extends Client>(client: C, service: string, metadata: () =>
   return api as Api<C>;
 }
 
+const LEASE_HEADER = "containerd-lease";
+
+export interface Leased {
+  content: Api<ContentClient>;
+  snapshots: Api<SnapshotsClient>;
+  diff: Api<DiffClient>;
+  images: Api<ImagesClient>;
+  metadata(): Metadata;
+}
+
 export class Containerd {
   readonly address: string;
   readonly namespace: string;
@@ -119,6 +129,26 @@ export class Containerd {
     const md = new Metadata();
     md.set("containerd-namespace", this.namespace);
     return md;
+  }
+
+  /**
+   * The content, snapshots, diff and images apis with every call made under
+   * lease `id` (the `containerd-lease` header): what they create is kept from
+   * garbage collection until the lease is deleted. `metadata()` is for raw streams.
+   */
+  leased(id: string): Leased {
+    const md = (): Metadata => {
+      const m = this.metadata();
+      m.set(LEASE_HEADER, id);
+      return m;
+    };
+    return {
+      content: promisify(this.raw.content, "content", md),
+      snapshots: promisify(this.raw.snapshots, "snapshots", md),
+      diff: promisify(this.raw.diff, "diff", md),
+      images: promisify(this.raw.images, "images", md),
+      metadata: md,
+    };
   }
 
   /** True when containerd answers a Version call within the signal's time. */

@@ -6,7 +6,7 @@ import type { Containerd } from "../containerd/client.js";
 import { isNotFound } from "../containerd/errors.js";
 import { isIndexType, type ImageConfig, type ImageIndex, type ImageManifest } from "./oci.js";
 import { selectPlatformManifest, hostPlatform } from "./platform.js";
-import { parseNormalized, referenceString } from "./reference.js";
+import { parseReference, referenceString, withDigest, type Reference } from "./reference.js";
 
 export interface StoredImage {
   /** config digest */
@@ -24,6 +24,12 @@ export interface StoredImage {
 }
 
 export const PINNED_LABEL = "crib.pinned";
+
+/** A reference as an image record names it: normalised, `:latest` added, the tag dropped when a digest is given. */
+export function normalizeReference(input: string): Reference {
+  const ref = parseReference(input);
+  return ref.digest === undefined ? ref : withDigest(ref, ref.digest);
+}
 
 /** chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)) */
 export function chainId(diffIds: readonly string[]): string {
@@ -100,23 +106,25 @@ async function describe(c: Containerd, target: { media_type: string; digest: str
   return info;
 }
 
-/** By reference (normalised), image ID, or digest reference; undefined when absent. */
+/**
+ * By reference (normalised), image ID, digest reference, or (as containerd's
+ * CRI plugin resolves them) a unique prefix of an image ID; undefined when absent.
+ */
 export async function findImage(c: Containerd, ref: string, signal?: AbortSignal): Promise<StoredImage | undefined> {
   const all = await listImages(c, signal);
-  const id = ref.startsWith("sha256:") ? ref : /^[0-9a-f]{64}$/.test(ref) ? `sha256:${ref}` : undefined;
-  if (id) {
-    const byId = all.find((i) => i.id === id);
-    if (byId) return byId;
-    const byPrefix = all.filter((i) => i.id.startsWith(id));
-    if (byPrefix.length === 1) return byPrefix[0];
-  }
-  let name: string;
+  const hex = /^(?:sha256:)?([0-9a-f]{1,64})$/.exec(ref)?.[1];
+  const byId = hex?.length === 64 ? all.find((i) => i.id === `sha256:${hex}`) : undefined;
+  if (byId) return byId;
   try {
-    name = referenceString(parseNormalized(ref));
+    const name = referenceString(normalizeReference(ref));
+    const byName = all.find((i) => i.names.includes(name));
+    if (byName) return byName;
   } catch {
-    return undefined;
+    // not a reference: perhaps an ID
   }
-  return all.find((i) => i.names.includes(name));
+  if (hex === undefined) return undefined;
+  const byPrefix = all.filter((i) => i.id.startsWith(`sha256:${hex}`));
+  return byPrefix.length === 1 ? byPrefix[0] : undefined;
 }
 
 export async function getRecord(c: Containerd, name: string, signal?: AbortSignal) {
