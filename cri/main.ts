@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// The crib command: `crib [serve]`, `crib config default`, `crib version`.
+// The crib command: `crib [serve]`, `crib config default`, `crib version`,
+// and the node commands `crib doctor`, `crib bootstrap`, `crib wait-ready`.
 import { Command, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { ConfigError, loadConfig, renderDefaultConfig, type Config, type LogLevel } from "./config.js";
+import { registerNodeCommands } from "./node-commands.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 export const VERSION = pkg.version;
@@ -62,5 +64,6 @@ program.command("version").description("print crib's version and the CRI API ver
 program.command("config").description("configuration helpers")
   .command("default").description("print the complete default configuration")
   .action(() => { process.stdout.write(renderDefaultConfig()); });
+registerNodeCommands(program, { withConfigFlags: withServeFlags, configFrom: configFromFlags, version: VERSION });
 
 await program.parseAsync(process.argv);

@@ -18,6 +18,9 @@ export interface DaemonOptions {
   probe: (address: string, signal: AbortSignal) => Promise<boolean>;
 }
 
+/** The socket of the containerd crib runs with state directory `state`. */
+export const daemonAddress = (state: string): string => join(state, "containerd.sock");
+
 export class ContainerdDaemon {
   readonly address: string;
   readonly #opts: DaemonOptions;
@@ -28,7 +31,7 @@ export class ContainerdDaemon {
 
   constructor(opts: DaemonOptions) {
     this.#opts = opts;
-    this.address = join(opts.state, "containerd.sock");
+    this.address = daemonAddress(opts.state);
   }
 
   get pid(): number | undefined {
