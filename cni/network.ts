@@ -73,6 +73,8 @@ export interface CniNetworkOptions {
   readonly log: Logger;
   /** Per plugin invocation; the caller's signal applies as well. Default 2 minutes. */
   readonly pluginTimeoutMs?: number;
+  /** Told of every ADD, DEL and CHECK of the chain: how long it took and whether it failed (for metrics). */
+  readonly observe?: (command: CniCommand, seconds: number, failed: boolean) => void;
 }
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -120,6 +122,7 @@ export class CniNetwork {
   readonly #cacheDir: string;
   readonly #log: Logger;
   readonly #timeoutMs: number;
+  readonly #observe: CniNetworkOptions["observe"];
   // The spec forbids concurrent operations on one container; queue them per id.
   readonly #queues = new Map<string, Promise<unknown>>();
 
@@ -129,11 +132,12 @@ export class CniNetwork {
     this.#cacheDir = options.cacheDir;
     this.#log = options.log;
     this.#timeoutMs = options.pluginTimeoutMs ?? 120_000;
+    this.#observe = options.observe;
   }
 
   /** ADD: runs the chain in order and caches the result. Partial work is undone by del(). */
   add(attachment: Attachment, signal?: AbortSignal): Promise<AddResult> {
-    return this.#serialize(attachment.id, async () => {
+    return this.#serialize(attachment.id, "ADD", async () => {
       const list = this.#currentConfig();
       const ifName = validIfName(attachment.ifName ?? DEFAULT_IFNAME);
       const args = cniArgs(attachment.id, attachment.pod);
@@ -172,7 +176,7 @@ export class CniNetwork {
    * the cache. Idempotent; tolerates a netns that is already gone.
    */
   del(attachment: Attachment, signal?: AbortSignal): Promise<void> {
-    return this.#serialize(attachment.id, async () => {
+    return this.#serialize(attachment.id, "DEL", async () => {
       const cached = await this.#readCache(attachment.id);
       // ADD caches before it runs a plugin, so with no cache and no config
       // nothing can have been allocated: nothing to undo.
@@ -213,7 +217,7 @@ export class CniNetwork {
 
   /** CHECK (CNI ≥ 0.4.0, unless the config disables it) against the cached ADD result. */
   check(attachment: Attachment, signal?: AbortSignal): Promise<void> {
-    return this.#serialize(attachment.id, async () => {
+    return this.#serialize(attachment.id, "CHECK", async () => {
       const cached = await this.#readCache(attachment.id);
       if (cached?.result === undefined) {
         throw new CniError({ cniCode: CniErrorCode.UNKNOWN_CONTAINER, message: `sandbox ${attachment.id}: no cached CNI result to CHECK against` });
@@ -268,12 +272,23 @@ export class CniNetwork {
     }
   }
 
-  #serialize<T>(id: string, work: () => Promise<T>): Promise<T> {
+  #serialize<T>(id: string, command: CniCommand, work: () => Promise<T>): Promise<T> {
     if (!SAFE_ID.test(id)) {
       return Promise.reject(new CniError({ cniCode: CniErrorCode.INVALID_ENVIRONMENT, message: `container id "${id}" is not usable as a CNI container id` }));
     }
+    const observed = async (): Promise<T> => {
+      const started = process.hrtime.bigint();
+      let failed = true;
+      try {
+        const result = await work();
+        failed = false;
+        return result;
+      } finally {
+        this.#observe?.(command, Number(process.hrtime.bigint() - started) / 1e9, failed);
+      }
+    };
     const previous = this.#queues.get(id) ?? Promise.resolve();
-    const next = previous.then(work, work);
+    const next = previous.then(observed, observed);
     const settled = next.then(() => {}, () => {});
     this.#queues.set(id, settled);
     void settled.then(() => {

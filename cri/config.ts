@@ -32,7 +32,7 @@ export interface Config {
   default_runtime: string;
   containerd: { address: string; namespace: string; binary: string };
   cni: { conf_dir: string; bin_dirs: string[]; manage_from_node: boolean };
-  sandbox: { image: string };
+  sandbox: { image: string; image_archive: string };
   registry: {
     config_path: string;
     max_concurrent_downloads: number;
@@ -108,12 +108,13 @@ const schema: Table = {
       keys: {
         conf_dir: { kind: "string", default: "/etc/cni/net.d", doc: "directory of CNI network configs; the lexicographically first valid one is used" },
         bin_dirs: { kind: "strings", default: ["/opt/cni/bin", "/usr/lib/cni"], doc: "directories searched for CNI plugins" },
-        manage_from_node: { kind: "bool", default: false, doc: "let `crib bootstrap` render host-local ranges from the Node's podCIDRs", later: true },
+        manage_from_node: { kind: "bool", default: false, doc: "let `crib bootstrap` render the host-local ranges of the network config from the Node's podCIDRs" },
       },
     },
     sandbox: {
       keys: {
-        image: { kind: "string", default: "registry.k8s.io/pause:3.10", doc: "pause image of every pod sandbox (deploy/setup imports a local build)" },
+        image: { kind: "string", default: "registry.k8s.io/pause:3.10", doc: "pause image of every pod sandbox" },
+        image_archive: { kind: "string", default: "/usr/local/lib/crib/pause.tar", doc: "OCI archive imported (with ctr) when the sandbox image is missing, before pulling it; deploy/setup.sh installs crib's pause there; empty: pull only" },
       },
     },
     registry: {
@@ -145,7 +146,7 @@ const schema: Table = {
     },
     metrics: {
       keys: {
-        address: { kind: "string", default: "", doc: "Prometheus endpoint host:port (loopback recommended); empty: off", later: true },
+        address: { kind: "string", default: "", doc: "Prometheus endpoint host:port serving /metrics (loopback recommended); empty: off" },
       },
     },
   },
@@ -155,7 +156,7 @@ const defaultRuntimes = (): Record<string, RuntimeHandler> => ({
   runc: { runtime_type: "io.containerd.runc.v2", binary_name: "", systemd_cgroup: false },
 });
 
-function parseDuration(value: string): number | undefined {
+export function parseDuration(value: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value.trim());
   if (!m) return undefined;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
@@ -268,6 +269,9 @@ export function configFromObject(file: string, raw: Record<string, unknown>): Co
     }
   }
   if (!config.listen.startsWith("/")) throw new ConfigError(file, "listen", `expected an absolute unix socket path, got "${config.listen}"`);
+  if (config.metrics.address && !/^(\[[0-9a-fA-F:.]+\]|[^:[\]]*):\d{1,5}$/.test(config.metrics.address)) {
+    throw new ConfigError(file, "metrics.address", `expected host:port like "127.0.0.1:9910", got "${config.metrics.address}"`);
+  }
   return config;
 }
 

@@ -1,6 +1,7 @@
 // CreateContainer: a writable snapshot from the image, the OCI spec built from
 // the CRI config, the sandbox and the image, a containerd container record with
 // crib's metadata, and the stdio FIFOs. Every step has its undo.
+import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
@@ -19,6 +20,7 @@ import { buildContainerSpec } from "../runtime/spec/container.js";
 import { ContainerIo } from "../runtime/container-io.js";
 import { filePaths } from "../runtime/sandbox-files.js";
 import { taskState } from "../runtime/containerd/tasks.js";
+import { containerEvent } from "./container-events.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
   const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -46,6 +48,10 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
 
   const sc = config.linux?.security_context ?? null;
   const user = await withTempMount(mounts, (root) => resolveUser(root, { securityContext: sc, imageUser: imageConfig.User ?? "" }));
+  // kubelet expects a missing host path to be created as a directory
+  for (const m of config.mounts) {
+    if (m.host_path && !(await stat(m.host_path).then(() => true, () => false))) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
+  }
   const devices = await resolveDevices(config.devices);
   const privileged = sc?.privileged ?? false;
   const seccomp = seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? "", "", "unconfined", "config.linux.security_context");
@@ -101,6 +107,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   deps.containers.add(container);
   deps.io.set(id, io);
   undo.disarm();
+  containerEvent(deps, "CONTAINER_CREATED_EVENT", container);
   log.info("container created");
   return { container_id: id };
 }

@@ -6,9 +6,11 @@ import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import type { Container } from "./store/containers.js";
 import { CribError, failedPrecondition, invalidArgument, required } from "../runtime/errors.js";
-import { ExecProcess, collect, type OciProcess } from "../runtime/exec.js";
+import { ExecProcess, collect, lastDataAt, type OciProcess } from "../runtime/exec.js";
 
 const processCache = new Map<string, OciProcess>();
+const OUTPUT_DRAIN_MS = 2000;
+const OUTPUT_QUIET_MS = 100;
 
 /** The container's process from its OCI spec: the base of every exec. */
 export async function baseProcess(deps: Deps, c: Container, signal?: AbortSignal): Promise<OciProcess> {
@@ -44,8 +46,9 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
   const signal = timeout ? AbortSignal.any([ctx.signal, timeout]) : ctx.signal;
   try {
     await exec.start(signal);
-    const out = collect(exec.stdout, cap);
-    const err = collect(exec.stderr, cap);
+    const stopCollecting = new AbortController();
+    const out = collect(exec.stdout, cap, stopCollecting.signal);
+    const err = collect(exec.stderr, cap, stopCollecting.signal);
     let exitCode: number;
     try {
       exitCode = await exec.wait(signal);
@@ -54,6 +57,17 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
       if (timeout?.aborted) throw new CribError("deadline-exceeded", `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
       throw e;
     }
+    // The process is gone. Its output normally ends with EOF at once, but
+    // containerd 1.6's shim sometimes holds the FIFO open: then stop once the
+    // output has been quiet for a moment.
+    let ended = false;
+    void Promise.all([out, err]).then(() => { ended = true; });
+    const exitedAt = Date.now();
+    while (!ended && Date.now() - exitedAt < OUTPUT_DRAIN_MS) {
+      await new Promise((r) => setTimeout(r, 20));
+      if (Date.now() - Math.max(exitedAt, lastDataAt(exec.stdout), lastDataAt(exec.stderr)) >= OUTPUT_QUIET_MS) break;
+    }
+    if (!ended) stopCollecting.abort();
     const [stdout, stderr] = await Promise.all([out, err]);
     if (stdout.truncated || stderr.truncated) ctx.log.warn({ container: c.id.slice(0, 12), cap }, "ExecSync output truncated");
     return {
@@ -62,6 +76,8 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
       exit_code: exitCode,
     };
   } finally {
-    await exec.close();
+    // containerd's shim may take its time (or forever) to let go of an exec
+    // whose output copy has not ended; the caller need not wait for that.
+    void exec.close().catch((err: unknown) => ctx.log.warn({ err: String(err), exec: exec.execId }, "exec cleanup failed"));
   }
 }

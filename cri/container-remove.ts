@@ -7,6 +7,7 @@ import type { Container } from "./store/containers.js";
 import { required } from "../runtime/errors.js";
 import { deleteContainer, deleteTask } from "../runtime/containerd/tasks.js";
 import { stopContainer } from "./container-stop.js";
+import { containerEvent } from "./container-events.js";
 
 export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerRequest, ctx: CallContext): Promise<cri.RemoveContainerResponse__Input> {
   const c = deps.containers.find(required(req.container_id, "container_id"));
@@ -22,5 +23,6 @@ export async function removeContainer(deps: Deps, c: Container, ctx: CallContext
   deps.io.delete(c.id);
   await deps.containers.removeFiles(c.id);
   deps.containers.delete(c.id);
+  containerEvent(deps, "CONTAINER_DELETED_EVENT", c);
   ctx.log.info({ container: c.id.slice(0, 12) }, "container removed");
 }

@@ -6,6 +6,7 @@ import type { Deps } from "./deps.js";
 import { nowNanos } from "./sandbox-run.js";
 import { failedPrecondition, internal, required } from "../runtime/errors.js";
 import { startTask } from "../runtime/containerd/tasks.js";
+import { containerEvent } from "./container-events.js";
 
 export async function startContainer(deps: Deps, req: cri.StartContainerRequest, ctx: CallContext): Promise<cri.StartContainerResponse__Input> {
   const c = deps.containers.get(required(req.container_id, "container_id"));
@@ -19,13 +20,17 @@ export async function startContainer(deps: Deps, req: cri.StartContainerRequest,
     const pid = await startTask(deps.containerd, c.id, io.paths, signal);
     await io.started();
     // an exit event may already have been handled while Start was in flight
-    if (c.status.state === "CONTAINER_CREATED") await deps.containers.setStatus(c, { state: "CONTAINER_RUNNING", pid, startedAt: nowNanos() });
+    if (c.status.state === "CONTAINER_CREATED") {
+      await deps.containers.setStatus(c, { state: "CONTAINER_RUNNING", pid, startedAt: nowNanos() });
+      containerEvent(deps, "CONTAINER_STARTED_EVENT", c);
+    }
     ctx.log.info({ container: c.id.slice(0, 12), pid }, "container started");
     return {};
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     const now = nowNanos();
     await deps.containers.setStatus(c, { state: "CONTAINER_EXITED", startedAt: now, finishedAt: now, exitCode: 128, reason: "StartError", message });
+    containerEvent(deps, "CONTAINER_STOPPED_EVENT", c);
     await io.close();
     throw err;
   }

@@ -14,10 +14,10 @@ export function containerSummary(c: Container): cri.Container__Input {
   };
 }
 
-export async function containerStatus(deps: Deps, req: cri.ContainerStatusRequest, _ctx: CallContext): Promise<cri.ContainerStatusResponse__Input> {
-  const c = deps.containers.get(required(req.container_id, "container_id"));
+/** The status as ContainerStatus (not verbose) and the container events report it. */
+export function containerStatusOf(c: Container): cri.ContainerStatus__Input {
   const s = c.status;
-  const status: cri.ContainerStatus__Input = {
+  return {
     id: c.id, metadata: c.config.metadata, state: s.state,
     created_at: c.createdAt, started_at: s.startedAt, finished_at: s.finishedAt,
     exit_code: s.exitCode, reason: s.reason, message: s.message,
@@ -27,7 +27,12 @@ export async function containerStatus(deps: Deps, req: cri.ContainerStatusReques
     ...(s.resources ? { resources: { linux: s.resources } } : {}),
     ...(c.user ? { user: { linux: { uid: c.user.uid, gid: c.user.gid, supplemental_groups: c.user.additionalGids } } } : {}),
   };
-  const res: cri.ContainerStatusResponse__Input = { status };
+}
+
+export async function containerStatus(deps: Deps, req: cri.ContainerStatusRequest, _ctx: CallContext): Promise<cri.ContainerStatusResponse__Input> {
+  const c = deps.containers.get(required(req.container_id, "container_id"));
+  const s = c.status;
+  const res: cri.ContainerStatusResponse__Input = { status: containerStatusOf(c) };
   if (req.verbose) {
     res.info = { info: JSON.stringify({ pid: s.pid, sandboxID: c.sandboxId, imageName: c.imageName, ioDir: c.ioDir, config: c.config }) };
   }

@@ -11,10 +11,20 @@ import type { SandboxStore, Sandbox } from "./store/sandboxes.js";
 import type { ContainerStore } from "./store/containers.js";
 import type { OutlivingWork } from "./outlive.js";
 import type { ContainerIo } from "../runtime/container-io.js";
+import type { StreamingServer } from "../runtime/streaming/server.js";
+import type { ImagePuller } from "../runtime/image/pull.js";
+import type { ImageFsUsage } from "../runtime/image/usage.js";
+import type { StatsCollector } from "./stats-collector.js";
+import type { EventBus } from "./event-bus.js";
+import type { ContainerEvent } from "./container-events.js";
+import type { PodCidrs } from "./store/pod-cidrs.js";
+import type { CribMetrics } from "./metrics.js";
 
 export interface NetworkReadiness {
   /** Whether pods can be networked now, and why not. */
   status(): { ready: boolean; reason: string; message: string };
+  /** What `crictl info` shows of the network: config file, missing plugins… */
+  describe?(): Record<string, unknown>;
 }
 
 /** An image present in containerd, as the runtime side needs it. */
@@ -44,6 +54,9 @@ export interface Deps {
   containerd: Containerd;
   network: NetworkReadiness;
   images: ImageLookup;
+  /** pulls from registries into containerd (PullImage, and the sandbox image on demand) */
+  puller: ImagePuller;
+  imageFs: ImageFsUsage;
   netns: NetnsManager;
   cni: CniNetwork;
   host: HostFacts;
@@ -53,4 +66,14 @@ export interface Deps {
   sandboxRuns: OutlivingWork<Sandbox>;
   /** stdio of the containers this crib process holds open */
   io: Map<string, ContainerIo>;
+  /** samples for the stats and metrics rpcs (keeps the previous CPU sample) */
+  stats: StatsCollector;
+  /** GetContainerEvents clients; fed by cri/container-events.ts hooks */
+  containerEvents: EventBus<ContainerEvent>;
+  /** from UpdateRuntimeConfig, for CNI ADD */
+  podCidrs: PodCidrs;
+  /** crib's Prometheus metrics (served when [metrics] address is set) */
+  metrics: CribMetrics;
+  /** hands out the URLs of Exec, Attach and PortForward (cri/streaming.ts) */
+  streaming: StreamingServer;
 }

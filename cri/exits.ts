@@ -6,6 +6,7 @@ import type { Container } from "./store/containers.js";
 import type { TaskEvent } from "../runtime/containerd/events.js";
 import { toNanos } from "../runtime/containerd/events.js";
 import { deleteTask, taskState } from "../runtime/containerd/tasks.js";
+import { containerEvent, sandboxEvent } from "./container-events.js";
 
 const LOG_DRAIN_MS = 5000;
 const oomKilled = new Set<string>();
@@ -25,6 +26,7 @@ async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt
     state: "CONTAINER_EXITED", exitCode, finishedAt, reason: reasonFor(c, exitCode), stopping: false, pid: 0,
     ...(c.status.startedAt === "0" ? { startedAt: finishedAt } : {}),
   });
+  containerEvent(deps, "CONTAINER_STOPPED_EVENT", c);
   oomKilled.delete(c.id);
   await deleteTask(deps.containerd, c.id).catch((err: unknown) => deps.log.debug({ err: String(err) }, "task delete after exit"));
   deps.log.info({ container: c.id.slice(0, 12), exitCode }, "container exited");
@@ -38,7 +40,9 @@ export function handleTaskEvent(deps: Deps, e: TaskEvent): void {
   if (e.kind !== "exit" || (e.execId !== "" && e.execId !== e.containerId)) return;
   const sandbox = deps.sandboxes.find(e.containerId);
   if (sandbox) {
+    if (sandbox.state === "SANDBOX_NOTREADY") return;
     sandbox.state = "SANDBOX_NOTREADY";
+    sandboxEvent(deps, "CONTAINER_STOPPED_EVENT", sandbox);
     return;
   }
   const c = deps.containers.find(e.containerId);

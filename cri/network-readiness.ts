@@ -8,7 +8,7 @@ import { missingPlugins, type ConfigLoad } from "../cni/config.js";
 export class CniReadiness implements NetworkReadiness {
   #missing: string[] = [];
 
-  private constructor(readonly watcher: CniConfigWatcher, readonly binDirs: readonly string[]) {}
+  private constructor(readonly watcher: CniConfigWatcher, readonly binDirs: readonly string[], readonly confDir: string) {}
 
   static async start(confDir: string, binDirs: readonly string[], log: Logger): Promise<CniReadiness> {
     let self: CniReadiness | undefined;
@@ -16,7 +16,7 @@ export class CniReadiness implements NetworkReadiness {
       confDir, log,
       onChange: (state) => void self?.check(state),
     });
-    self = new CniReadiness(watcher, binDirs);
+    self = new CniReadiness(watcher, binDirs, confDir);
     await self.check(watcher.current());
     return self;
   }
@@ -32,6 +32,20 @@ export class CniReadiness implements NetworkReadiness {
       return { ready: false, reason: "NetworkPluginNotReady", message: `${state.config.source}: CNI plugins not found in ${this.binDirs.join(", ")}: ${this.#missing.join(", ")}` };
     }
     return { ready: true, reason: "", message: "" };
+  }
+
+  describe(): Record<string, unknown> {
+    const state = this.watcher.current();
+    return {
+      confDir: this.confDir,
+      binDirs: this.binDirs,
+      configFile: state.config?.source ?? "",
+      network: state.config?.name ?? "",
+      cniVersion: state.config?.cniVersion ?? "",
+      plugins: state.config?.plugins.map((p) => p.type) ?? [],
+      missingPlugins: this.#missing,
+      ...(state.config ? {} : { notLoaded: state.reason }),
+    };
   }
 
   close(): void {

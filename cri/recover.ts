@@ -9,6 +9,7 @@ import { CONTAINER_EXTENSION, type ContainerMeta, type Container } from "./store
 import { extensionOf, taskState } from "../runtime/containerd/tasks.js";
 import { ContainerIo } from "../runtime/container-io.js";
 import { settleExit } from "./exits.js";
+import { sandboxEvent } from "./container-events.js";
 
 export async function recover(deps: Deps): Promise<void> {
   const { containers } = await deps.containerd.containers.List({ filters: [`labels."${KIND_LABEL}"`] });
@@ -53,6 +54,9 @@ export async function reconcile(deps: Deps): Promise<void> {
   for (const s of deps.sandboxes.list()) {
     if (s.state !== "SANDBOX_READY") continue;
     const t = await taskState(deps.containerd, s.id).catch(() => undefined);
-    if (!t || t.status !== "RUNNING") s.state = "SANDBOX_NOTREADY";
+    if (!t || t.status !== "RUNNING") {
+      s.state = "SANDBOX_NOTREADY";
+      sandboxEvent(deps, "CONTAINER_STOPPED_EVENT", s);
+    }
   }
 }

@@ -11,7 +11,8 @@ export interface CallContext {
 }
 
 export type Handler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
-export type StreamHandler<Req, Res> = (req: Req, send: (res: Res) => boolean, ctx: CallContext) => Promise<void>;
+/** `send` resolves when the stream can take more (at once, or when the client has read enough); it rejects when the call ends. */
+export type StreamHandler<Req, Res> = (req: Req, send: (res: Res) => Promise<void>, ctx: CallContext) => Promise<void>;
 
 export interface CallObserver {
   callDone(method: string, code: status, seconds: number): void;
@@ -55,7 +56,7 @@ export function serverStream<Req, Res>(method: string, log: Logger, handler: Str
   return (call: ServerWritableStream<Req, Res>): void => {
     const started = process.hrtime.bigint();
     const { lifetime, ctx } = context(method, log, call);
-    handler(call.request, (res) => call.write(res), ctx).then(
+    handler(call.request, (res) => sendWhenWritable(call, res, ctx.signal), ctx).then(
       () => { finish(ctx, observer, method, started, undefined); call.end(); },
       (err: unknown) => {
         finish(ctx, observer, method, started, err);
@@ -63,6 +64,19 @@ export function serverStream<Req, Res>(method: string, log: Logger, handler: Str
       },
     ).finally(() => lifetime.abort());
   };
+}
+
+// grpc-js buffers whatever is written; waiting for "drain" keeps a client
+// that does not read from growing crib's memory.
+function sendWhenWritable<Res>(call: ServerWritableStream<unknown, Res>, res: Res, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  if (call.write(res)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const drained = (): void => { signal.removeEventListener("abort", aborted); resolve(); };
+    const aborted = (): void => { call.off("drain", drained); reject(signal.reason); };
+    call.once("drain", drained);
+    signal.addEventListener("abort", aborted, { once: true });
+  });
 }
 
 /** Handlers for every rpc of `service`: the given ones, and UNIMPLEMENTED naming the rpc for the rest. */

@@ -30,6 +30,7 @@ export async function runtimeStatus(deps: Deps, req: cri.StatusRequest, ctx: Cal
       config: JSON.stringify(redacted(deps.config)),
       containerd: JSON.stringify({ address: deps.containerd.address, namespace: deps.containerd.namespace, ready: runtimeUp }),
       network: JSON.stringify(network),
+      cni: JSON.stringify({ ...deps.network.describe?.(), podCidrs: deps.podCidrs.current }),
       cgroupDriver: cgroupDriver(deps.config),
     };
   }

@@ -9,6 +9,7 @@ import { removeContainer } from "./container-remove.js";
 import { deleteContainer } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles } from "../runtime/sandbox-files.js";
 import { required } from "../runtime/errors.js";
+import { sandboxEvent } from "./container-events.js";
 
 export async function removePodSandbox(deps: Deps, req: cri.RemovePodSandboxRequest, ctx: CallContext): Promise<cri.RemovePodSandboxResponse__Input> {
   const sandbox = deps.sandboxes.find(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -24,5 +25,6 @@ export async function removeSandbox(deps: Deps, sandbox: Sandbox, ctx: CallConte
   await removeSandboxFiles(sandbox.dir, sandbox.shmDir);
   await deleteContainer(deps.containerd, sandbox.id, ctx.signal);
   deps.sandboxes.delete(sandbox.id);
+  sandboxEvent(deps, "CONTAINER_DELETED_EVENT", sandbox);
   ctx.log.info({ sandbox: sandbox.id.slice(0, 12) }, "sandbox removed");
 }

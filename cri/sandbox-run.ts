@@ -13,6 +13,8 @@ import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
 import { createContainer, deleteContainer, deleteTask, killTask, startTask } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
 import type { CapabilityArgs } from "../cni/network.js";
+import type { IpRanges } from "../cni/ip.js";
+import { sandboxEvent } from "./container-events.js";
 
 const RUN_TIMEOUT_MS = 4 * 60_000;
 
@@ -39,11 +41,11 @@ export const hostNetwork = (config: cri.PodSandboxConfig): boolean =>
 const hostIpc = (config: cri.PodSandboxConfig): boolean =>
   config.linux?.security_context?.namespace_options?.ipc === "NODE";
 
-function capabilityArgs(config: cri.PodSandboxConfig): CapabilityArgs {
+function capabilityArgs(config: cri.PodSandboxConfig, ipRanges: IpRanges | undefined): CapabilityArgs {
   const portMappings = config.port_mappings
     .filter((p) => p.host_port > 0)
     .map((p) => ({ hostPort: p.host_port, containerPort: p.container_port, protocol: p.protocol.toLowerCase() as "tcp" | "udp" | "sctp", ...(p.host_ip ? { hostIP: p.host_ip } : {}) }));
-  return portMappings.length > 0 ? { portMappings } : {};
+  return { ...(portMappings.length > 0 ? { portMappings } : {}), ...(ipRanges ? { ipRanges } : {}) };
 }
 
 export async function runPodSandbox(deps: Deps, req: cri.RunPodSandboxRequest, ctx: CallContext): Promise<cri.RunPodSandboxResponse__Input> {
@@ -80,7 +82,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
     const attachment = {
       id, netns: netns.path,
       pod: { namespace: config.metadata.namespace, name: config.metadata.name, uid: config.metadata.uid },
-      capabilityArgs: capabilityArgs(config),
+      capabilityArgs: capabilityArgs(config, deps.podCidrs.ipRanges()),
     };
     // ADD can half-allocate: DEL runs even when ADD fails
     undo.defer("CNI DEL", (s) => deps.cni.del(attachment, s));
@@ -125,6 +127,8 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const sandbox: Sandbox = { ...meta, state: "SANDBOX_READY", pid, networkDown: false };
   deps.sandboxes.add(sandbox);
   undo.disarm();
+  sandboxEvent(deps, "CONTAINER_CREATED_EVENT", sandbox);
+  sandboxEvent(deps, "CONTAINER_STARTED_EVENT", sandbox);
   log.info({ pid, ips }, "sandbox ready");
   return sandbox;
 }

@@ -9,10 +9,10 @@ export function sandboxNamespaces(sandbox: Sandbox): cri.NamespaceOption__Input 
   return { network: o?.network ?? "POD", pid: o?.pid ?? "POD", ipc: o?.ipc ?? "POD", target_id: o?.target_id ?? "" };
 }
 
-export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequest, _ctx: CallContext): Promise<cri.PodSandboxStatusResponse__Input> {
-  const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+/** The status as PodSandboxStatus (not verbose) and the container events report it. */
+export function sandboxStatusOf(sandbox: Sandbox): cri.PodSandboxStatus__Input {
   const [ip = "", ...more] = sandbox.networkDown ? [] : sandbox.ips;
-  const status: cri.PodSandboxStatus__Input = {
+  return {
     id: sandbox.id,
     metadata: sandbox.config.metadata,
     state: sandbox.state,
@@ -23,7 +23,11 @@ export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequ
     annotations: sandbox.config.annotations,
     runtime_handler: sandbox.runtimeHandler,
   };
-  const res: cri.PodSandboxStatusResponse__Input = { status };
+}
+
+export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequest, _ctx: CallContext): Promise<cri.PodSandboxStatusResponse__Input> {
+  const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+  const res: cri.PodSandboxStatusResponse__Input = { status: sandboxStatusOf(sandbox) };
   if (req.verbose) {
     const cni = await deps.cni.cached(sandbox.id).catch(() => undefined);
     res.info = {

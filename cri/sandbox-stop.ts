@@ -8,6 +8,7 @@ import { stopContainer } from "./container-stop.js";
 import { deleteTask, killTask, taskState } from "../runtime/containerd/tasks.js";
 import { unmountShm } from "../runtime/sandbox-files.js";
 import { required } from "../runtime/errors.js";
+import { sandboxEvent } from "./container-events.js";
 
 export async function stopPodSandbox(deps: Deps, req: cri.StopPodSandboxRequest, ctx: CallContext): Promise<cri.StopPodSandboxResponse__Input> {
   const sandbox = deps.sandboxes.find(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -28,7 +29,10 @@ export async function stopSandbox(deps: Deps, sandbox: Sandbox, ctx: CallContext
   }
   sandbox.networkDown = true;
   await unmountShm(sandbox.shmDir);
-  sandbox.state = "SANDBOX_NOTREADY";
+  if (sandbox.state === "SANDBOX_READY") {
+    sandbox.state = "SANDBOX_NOTREADY";
+    sandboxEvent(deps, "CONTAINER_STOPPED_EVENT", sandbox);
+  }
   ctx.log.info({ sandbox: sandbox.id.slice(0, 12) }, "sandbox stopped");
 }
 

@@ -7,7 +7,7 @@ import { criServices } from "./services.js";
 import type { Deps } from "./deps.js";
 import { Containerd } from "../runtime/containerd/client.js";
 import { ContainerdDaemon } from "../runtime/containerd/daemon.js";
-import { socketAnswers } from "./socket.js";
+import { prepareSocketPath, socketAnswers } from "./socket.js";
 import { CniReadiness } from "./network-readiness.js";
 import { hostname } from "node:os";
 import { NetnsManager } from "../runtime/netns.js";
@@ -17,11 +17,22 @@ import { TaskEvents } from "../runtime/containerd/events.js";
 import { SandboxStore } from "./store/sandboxes.js";
 import { ContainerStore } from "./store/containers.js";
 import { OutlivingWork } from "./outlive.js";
-import { imageLookup, type Puller } from "./image-lookup.js";
+import { imageLookup } from "./image-lookup.js";
+import { sandboxArchiveFirst } from "./sandbox-image.js";
+import { ImagePuller } from "../runtime/image/pull.js";
+import { RegistryClient } from "../runtime/image/registry.js";
+import { ImageFsUsage } from "../runtime/image/usage.js";
 import { handleTaskEvent } from "./exits.js";
 import { recover, reconcile } from "./recover.js";
 import { removeSandbox } from "./sandbox-remove.js";
 import { cgroupDriver } from "./config.js";
+import { StatsCollector } from "./stats-collector.js";
+import { EventBus } from "./event-bus.js";
+import type { ContainerEvent } from "./container-events.js";
+import { PodCidrs } from "./store/pod-cidrs.js";
+import { CribMetrics } from "./metrics.js";
+import { startStreaming } from "./streaming.js";
+import type { StreamingServer } from "../runtime/streaming/server.js";
 
 export const SYSTEM_CONTAINERD = "/run/containerd/containerd.sock";
 
@@ -55,19 +66,31 @@ export async function connectContainerd(config: Config, log: Logger): Promise<{ 
   return { containerd: new Containerd(daemon.address, config.containerd.namespace), daemon };
 }
 
-let puller: Puller | undefined;
-/** The image service registers how to pull (the sandbox image is pulled on demand). */
-export const setPuller = (p: Puller): void => { puller = p; };
-
 async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "containerd" | "network">): Promise<Deps> {
   const { config, log, containerd } = base;
   const cniState = (base.network as CniReadiness).watcher;
   const host = await readHostFacts({ systemdCgroup: cgroupDriver(config) === "systemd", nodeHostname: hostname() });
+  const containerEvents = new EventBus<ContainerEvent>();
+  const metrics = new CribMetrics({ containers: () => deps.containers.list(), sandboxes: () => deps.sandboxes.list(), eventClients: () => containerEvents.clients });
+  const registry = new RegistryClient({
+    hosts: { configPath: config.registry.config_path, hosts: config.registry.hosts },
+    progressTimeoutMs: config.registry.progress_timeout,
+    userAgent: `crib/${base.version}`,
+  });
+  const puller = new ImagePuller({
+    containerd, registry, maxConcurrentDownloads: config.registry.max_concurrent_downloads,
+    sandboxImage: config.sandbox.image, log: log.child({ component: "pull" }),
+    onDownloaded: (bytes) => metrics.imageBytesDownloaded(bytes),
+  });
+  const imageFs = new ImageFsUsage(containerd);
   const deps: Deps = {
     ...base,
-    images: imageLookup(containerd, (ref, signal) => (puller ? puller(ref, signal) : Promise.reject(new Error(`cannot pull "${ref}": no image service`)))),
+    images: imageLookup(containerd, sandboxArchiveFirst(config, containerd, log, async (ref, signal) => void (await puller.pull(ref, { signal })))),
+    puller,
+    imageFs,
     netns: new NetnsManager(),
-    cni: new CniNetwork({ config: () => cniState.current(), binDirs: config.cni.bin_dirs, cacheDir: join(config.root, "cni-cache"), log: log.child({ component: "cni" }) }),
+    cni: new CniNetwork({ config: () => cniState.current(), binDirs: config.cni.bin_dirs, cacheDir: join(config.root, "cni-cache"), log: log.child({ component: "cni" }),
+      observe: (command, seconds, failed) => metrics.cniDone(command, seconds, !failed) }),
     host,
     events: undefined as unknown as TaskEvents,
     sandboxes: new SandboxStore(),
@@ -77,6 +100,11 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
       await removeSandbox(deps, sandbox, { signal: AbortSignal.timeout(120_000), log });
     }),
     io: new Map(),
+    stats: new StatsCollector({ containerd, imageFs }),
+    containerEvents,
+    podCidrs: await PodCidrs.load(join(config.root, "runtime-config.json"), log),
+    metrics,
+    streaming: undefined as unknown as StreamingServer,
   };
   deps.events = new TaskEvents(containerd, log.child({ component: "events" }), () => reconcile(deps));
   deps.events.on((e) => handleTaskEvent(deps, e));
@@ -85,12 +113,37 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
 
 export async function serve(config: Config, version: string): Promise<void> {
   const log = pino({ level: config.log_level, base: { pid: process.pid } }, pino.destination(2));
+  try {
+    await prepareSocketPath(config.listen); // refuse a second crib before touching anything
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, "cannot serve the CRI");
+    process.exit(1);
+  }
   const { containerd, daemon } = await connectContainerd(config, log);
   const network = await CniReadiness.start(config.cni.conf_dir, config.cni.bin_dirs, log.child({ component: "cni" }));
   const deps = await buildDeps({ config, version, log, containerd, network });
-  await recover(deps);
+  // containerd may be down at start: keep trying, the rest of crib serves meanwhile
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await recover(deps);
+      break;
+    } catch (err) {
+      if (attempt === 0) log.error({ err: (err as Error).message }, "cannot recover state from containerd yet; retrying");
+      if (attempt >= 4) {
+        void (async () => {
+          for (;;) {
+            await new Promise((r) => setTimeout(r, 2000));
+            if (await recover(deps).then(() => true, () => false)) return log.info("recovered state from containerd");
+          }
+        })();
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   deps.events.start();
-  const server = new CriServer(config.listen, criServices(deps), log);
+  deps.streaming = await startStreaming(deps);
+  const server = new CriServer(config.listen, criServices(deps, deps.metrics), log);
   try {
     await server.listen();
   } catch (err) {
@@ -100,16 +153,24 @@ export async function serve(config: Config, version: string): Promise<void> {
     await daemon?.stop();
     process.exit(1);
   }
+  if (config.metrics.address) {
+    await deps.metrics.listen(config.metrics.address, log).catch((err: unknown) =>
+      log.error({ address: config.metrics.address, err: (err as Error).message }, "cannot serve Prometheus metrics; going on without"));
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down");
+    deps.containerEvents.close();
     await server.close();
+    await deps.streaming.close();
+    await deps.metrics.close();
     network.close();
     deps.events.close();
     deps.sandboxRuns.close();
+    deps.puller.close();
     for (const io of deps.io.values()) await io.close().catch(() => undefined);
     containerd.close();
     await daemon?.stop();

@@ -1,11 +1,11 @@
 // Wires crib's handlers to the two CRI services. An rpc not listed here answers
 // UNIMPLEMENTED naming itself (cri/rpc.ts implementAll).
-import type { UntypedServiceImplementation, handleUnaryCall } from "@grpc/grpc-js";
+import type { UntypedServiceImplementation, handleServerStreamingCall, handleUnaryCall } from "@grpc/grpc-js";
 import type { RuntimeServiceHandlers } from "../proto/gen/cri/runtime/v1/RuntimeService.js";
 import type { ImageServiceHandlers } from "../proto/gen/cri/runtime/v1/ImageService.js";
 import { loadCri } from "../proto/load.js";
 import type { Deps } from "./deps.js";
-import { unary, type CallContext, type CallObserver } from "./rpc.js";
+import { serverStream, unary, type CallContext, type CallObserver } from "./rpc.js";
 import type { ServiceBinding } from "./server.js";
 import { version } from "./runtime-version.js";
 import { runtimeStatus } from "./runtime-status.js";
@@ -21,11 +21,26 @@ import { stopContainerRpc } from "./container-stop.js";
 import { removeContainerRpc } from "./container-remove.js";
 import { containerStatus, listContainers } from "./container-status.js";
 import { execSync } from "./container-exec-sync.js";
+import { execRpc } from "./container-exec.js";
+import { attachRpc } from "./container-attach.js";
+import { portForwardRpc } from "./sandbox-port-forward.js";
 import { updateContainerResources } from "./container-update.js";
 import { reopenContainerLog } from "./container-reopen-log.js";
+import { pullImage } from "./image-pull.js";
+import { listImagesRpc } from "./image-list.js";
+import { imageStatus } from "./image-status.js";
+import { removeImage } from "./image-remove.js";
+import { imageFsInfo } from "./image-fs-info.js";
+import { containerStatsRpc, listContainerStats } from "./stats-container.js";
+import { podSandboxStats, listPodSandboxStats } from "./stats-sandbox.js";
+import { listMetricDescriptors, listPodSandboxMetrics } from "./stats-metrics.js";
+import { getContainerEvents } from "./container-events.js";
+import { updateRuntimeConfig } from "./runtime-config-update.js";
 
 type Unary<H> = H extends handleUnaryCall<infer Req, infer Res> ? { req: Req; res: Res } : never;
 type Impl<H> = { [K in keyof H]?: (deps: Deps, req: Unary<H[K]>["req"], ctx: CallContext) => Promise<NonNullable<Unary<H[K]>["res"]>> };
+type Stream<H> = H extends handleServerStreamingCall<infer Req, infer Res> ? { req: Req; res: Res } : never;
+type StreamImpl<H> = { [K in keyof H]?: (deps: Deps, req: Stream<H[K]>["req"], send: (res: Stream<H[K]>["res"]) => Promise<void>, ctx: CallContext) => Promise<void> };
 
 export const runtimeHandlers: Impl<RuntimeServiceHandlers> = {
   Version: version,
@@ -43,16 +58,41 @@ export const runtimeHandlers: Impl<RuntimeServiceHandlers> = {
   ContainerStatus: containerStatus,
   ListContainers: listContainers,
   ExecSync: execSync,
+  Exec: execRpc,
+  Attach: attachRpc,
+  PortForward: portForwardRpc,
   UpdateContainerResources: updateContainerResources,
   ReopenContainerLog: reopenContainerLog,
+  ContainerStats: containerStatsRpc,
+  ListContainerStats: listContainerStats,
+  PodSandboxStats: podSandboxStats,
+  ListPodSandboxStats: listPodSandboxStats,
+  ListMetricDescriptors: listMetricDescriptors,
+  ListPodSandboxMetrics: listPodSandboxMetrics,
+  UpdateRuntimeConfig: updateRuntimeConfig,
 };
 
-export const imageHandlers: Impl<ImageServiceHandlers> = {};
+// Server-streaming rpcs: long-lived, so not in the latency histogram.
+export const runtimeStreams: StreamImpl<RuntimeServiceHandlers> = {
+  GetContainerEvents: getContainerEvents,
+};
 
-function bind<H>(service: string, impl: Impl<H>, deps: Deps, observer?: CallObserver): UntypedServiceImplementation {
+export const imageHandlers: Impl<ImageServiceHandlers> = {
+  PullImage: pullImage,
+  ListImages: listImagesRpc,
+  ImageStatus: imageStatus,
+  RemoveImage: removeImage,
+  ImageFsInfo: imageFsInfo,
+};
+
+function bind<H>(service: string, impl: Impl<H>, deps: Deps, observer?: CallObserver, streams: StreamImpl<H> = {}): UntypedServiceImplementation {
   const out: UntypedServiceImplementation = {};
   for (const [name, fn] of Object.entries(impl) as [string, (deps: Deps, req: unknown, ctx: CallContext) => Promise<unknown>][]) {
     out[name] = unary(`${service}/${name}`, deps.log, (req, ctx) => fn(deps, req, ctx), observer);
+  }
+  type AnyStream = (deps: Deps, req: unknown, send: (res: unknown) => Promise<void>, ctx: CallContext) => Promise<void>;
+  for (const [name, fn] of Object.entries(streams) as [string, AnyStream][]) {
+    out[name] = serverStream(`${service}/${name}`, deps.log, (req, send, ctx) => fn(deps, req, send, ctx));
   }
   return out;
 }
@@ -60,7 +100,7 @@ function bind<H>(service: string, impl: Impl<H>, deps: Deps, observer?: CallObse
 export function criServices(deps: Deps, observer?: CallObserver): ServiceBinding[] {
   const v1 = loadCri().runtime.v1;
   return [
-    { definition: v1.RuntimeService.service, handlers: bind("RuntimeService", runtimeHandlers, deps, observer) },
+    { definition: v1.RuntimeService.service, handlers: bind("RuntimeService", runtimeHandlers, deps, observer, runtimeStreams) },
     { definition: v1.ImageService.service, handlers: bind("ImageService", imageHandlers, deps, observer) },
   ];
 }

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(containerd runc containernetworking-plugins iptables iproute2 util-linux
-  busybox-static docker-registry gcc libc6-dev zstd openssl ca-certificates)
+  busybox-static docker-registry gcc libc6-dev zstd openssl ca-certificates
+  socat) # socat: port forwarding into pod network namespaces (runtime/port-dial.ts)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

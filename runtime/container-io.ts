@@ -83,6 +83,11 @@ export class ContainerIo {
     clearTimeout(timer);
   }
 
+  /** Resolves once stdout and stderr reached EOF (the container's process exited) and the log is flushed. */
+  get done(): Promise<void> {
+    return this.#drained;
+  }
+
   async reopenLog(): Promise<void> {
     await this.#log?.reopen();
   }

@@ -11,6 +11,24 @@ import { PROCESS_TYPE, killTask } from "./containerd/tasks.js";
 import { isNotFound } from "./containerd/errors.js";
 import { mkfifo, openFifoReader, openFifoWriter } from "./fifo.js";
 
+const LOST_EXIT_GRACE_MS = 500;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export class LostExitError extends Error {
+  constructor(readonly containerId: string, readonly execId: string, readonly pid: number) {
+    super(`exec ${execId} in container ${containerId}: process ${pid} exited but containerd's shim did not report its exit status (a containerd 1.6 shim race for processes that exit right after they start)`);
+    this.name = "LostExitError";
+  }
+}
+
 export interface OciProcess {
   args: string[];
   env?: string[];
@@ -40,6 +58,8 @@ export class ExecProcess {
   stderr: Readable | undefined;
   stdin: Socket | undefined;
   #releases: (() => Promise<void>)[] = [];
+  /** every output FIFO reader, wanted or not */
+  #drop: Readable[] = [];
   #started = false;
 
   constructor(c: Containerd, opts: ExecOptions) {
@@ -52,24 +72,66 @@ export class ExecProcess {
     const { stdin, stdout, stderr, tty } = this.#opts;
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     const path = (name: string, want: boolean) => (want ? join(this.#dir, name) : "");
-    const paths = { stdin: path("stdin", stdin), stdout: path("stdout", stdout), stderr: path("stderr", stderr && !tty) };
+    // The runc shim opens both output paths once it has any stdio: every FIFO is
+    // made, and output nobody asked for is read and dropped.
+    const paths = { stdin: path("stdin", stdin), stdout: path("stdout", true), stderr: path("stderr", !tty) };
     for (const p of Object.values(paths)) if (p) await mkfifo(p);
-    if (paths.stdout) { const r = await openFifoReader(paths.stdout); this.stdout = r.stream; this.#releases.push(r.release); }
-    if (paths.stderr) { const r = await openFifoReader(paths.stderr); this.stderr = r.stream; this.#releases.push(r.release); }
+    for (const [name, want] of [["stdout", stdout], ["stderr", stderr && !tty]] as const) {
+      const p = paths[name];
+      if (!p) continue;
+      const r = await openFifoReader(p);
+      this.#releases.push(r.release);
+      this.#drop.push(r.stream);
+      if (want) this[name] = r.stream;
+      else r.stream.resume();
+    }
     if (paths.stdin) this.stdin = await openFifoWriter(paths.stdin);
     await this.#c.tasks.Exec({
       container_id: this.#opts.containerId, exec_id: this.execId, terminal: tty, ...paths,
       spec: jsonAny(PROCESS_TYPE, { ...this.#opts.process, terminal: tty }),
     }, signal);
     this.#started = true;
-    await this.#c.tasks.Start({ container_id: this.#opts.containerId, exec_id: this.execId }, signal);
+    // Ask for the exit before starting, as containerd's own client does.
+    const waitAbort = new AbortController();
+    this.#waitAbort = waitAbort;
+    this.#exit = this.#c.tasks.Wait({ container_id: this.#opts.containerId, exec_id: this.execId }, waitAbort.signal)
+      .then((res) => res.exit_status);
+    this.#exit.catch(() => undefined);
+    const { pid } = await this.#c.tasks.Start({ container_id: this.#opts.containerId, exec_id: this.execId }, signal);
+    this.pid = pid;
     for (const r of this.#releases) await r();
   }
 
-  /** Resolves with the exit status. */
+  pid = 0;
+  #exit: Promise<number> | undefined;
+  #waitAbort: AbortController | undefined;
+
+  /**
+   * Resolves with the exit status. containerd 1.6's shim can drop the exit of
+   * an exec that ends within milliseconds of its start, and then never answers
+   * Wait; so crib also watches the pid, and once it is gone and the shim still
+   * says nothing, rejects with LostExitError instead of hanging.
+   */
   async wait(signal?: AbortSignal): Promise<number> {
-    const res = await this.#c.tasks.Wait({ container_id: this.#opts.containerId, exec_id: this.execId }, signal);
-    return res.exit_status;
+    const exit = this.#exit;
+    if (!exit) throw new Error(`exec ${this.execId} was not started`);
+    return new Promise<number>((resolve, reject) => {
+      let goneSince = 0;
+      const timer = setInterval(() => {
+        if (this.pid <= 0 || pidAlive(this.pid)) { goneSince = 0; return; }
+        goneSince ||= Date.now();
+        if (Date.now() - goneSince >= LOST_EXIT_GRACE_MS) finish(() => reject(new LostExitError(this.#opts.containerId, this.execId, this.pid)));
+      }, 20);
+      const onAbort = () => finish(() => reject(signal!.reason));
+      const finish = (settle: () => void) => {
+        clearInterval(timer);
+        signal?.removeEventListener("abort", onAbort);
+        settle();
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      exit.then((code) => finish(() => resolve(code)), (err: unknown) => finish(() => reject(err)));
+    });
   }
 
   async kill(sig = 9): Promise<void> {
@@ -88,19 +150,20 @@ export class ExecProcess {
 
   /** Removes the exec process from containerd and its FIFOs; safe to call twice. */
   async close(): Promise<void> {
+    this.#waitAbort?.abort();
     for (const r of this.#releases) await r().catch(() => undefined);
     this.stdin?.destroy();
-    this.stdout?.destroy();
-    this.stderr?.destroy();
+    for (const stream of this.#drop) stream.destroy();
     if (this.#started) {
       this.#started = false;
+      const req = { container_id: this.#opts.containerId, exec_id: this.execId };
       try {
-        await this.#c.tasks.DeleteProcess({ container_id: this.#opts.containerId, exec_id: this.execId });
+        await this.#c.tasks.DeleteProcess(req, AbortSignal.timeout(5000));
       } catch (err) {
         if (!isNotFound(err)) {
           await this.kill().catch(() => undefined);
-          await this.wait(AbortSignal.timeout(5000)).catch(() => undefined);
-          await this.#c.tasks.DeleteProcess({ container_id: this.#opts.containerId, exec_id: this.execId }).catch(() => undefined);
+          await this.wait(AbortSignal.timeout(2000)).catch(() => undefined);
+          await this.#c.tasks.DeleteProcess(req, AbortSignal.timeout(5000)).catch(() => undefined);
         }
       }
     }
@@ -108,14 +171,20 @@ export class ExecProcess {
   }
 }
 
+const lastData = new WeakMap<Readable, number>();
+/** When `stream` last delivered data (0 if never). */
+export const lastDataAt = (stream: Readable | undefined): number => (stream ? lastData.get(stream) ?? 0 : 0);
+
 /** Reads a stream to its end, keeping at most `cap` bytes. */
-export function collect(stream: Readable | undefined, cap: number): Promise<{ data: Buffer; truncated: boolean }> {
+export function collect(stream: Readable | undefined, cap: number, stop?: AbortSignal): Promise<{ data: Buffer; truncated: boolean }> {
   if (!stream) return Promise.resolve({ data: Buffer.alloc(0), truncated: false });
   return new Promise((resolve) => {
+    stop?.addEventListener("abort", () => done(), { once: true });
     const chunks: Buffer[] = [];
     let size = 0;
     let truncated = false;
     stream.on("data", (chunk: Buffer) => {
+      lastData.set(stream, Date.now());
       if (size >= cap) { truncated = true; return; }
       const part = chunk.subarray(0, cap - size);
       if (part.length < chunk.length) truncated = true;

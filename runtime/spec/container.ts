@@ -26,7 +26,7 @@ import { applyResources, cgroupsPath, clampOomScoreAdj, resourceWarnings } from 
 import { seccompChoice, seccompFor } from "./seccomp.js";
 import type { LoadedSeccompProfile } from "./seccomp.js";
 import { namespacedSysctls } from "./sysctls.js";
-import type { Capabilities, LinuxDevice, Mount, Namespace, Spec } from "./types.js";
+import type { Capabilities, LinuxDevice, Mount, Namespace } from "./types.js";
 import type { ResolvedUser } from "./user.js";
 
 /** The files crib keeps per sandbox and binds into each of its containers. */

@@ -102,3 +102,9 @@ test("annotations mark the sandbox", () => {
     "io.kubernetes.cri.sandbox-log-directory": "/var/log/pods/default_nginx_pod-uid-1",
   });
 });
+
+test("a privileged pod's pause mounts /sys writable, since the pod's later sysfs mounts share its read-only flag", () => {
+  const sysfs = (privileged: boolean) => build({ linux: { security_context: { privileged } } }).mounts.find((m) => m.type === "sysfs")?.options;
+  assert.deepEqual(sysfs(true), ["nosuid", "noexec", "nodev", "rw"]);
+  assert.deepEqual(sysfs(false), ["nosuid", "noexec", "nodev", "ro"]);
+});

@@ -87,11 +87,21 @@ export const withSandboxSeccomp: Step<SandboxSpecInput> = (spec, input) => {
   return seccomp === undefined ? spec : { ...spec, linux: { ...spec.linux, seccomp } };
 };
 
-/** The kernel file systems only: pause uses no /dev/shm and no files of the sandbox. */
-export const withSandboxMounts: Step<SandboxSpecInput> = (spec) => ({
-  ...spec,
-  mounts: spec.mounts.filter((m) => m.destination !== "/dev/shm"),
-});
+/**
+ * The kernel file systems only: pause uses no /dev/shm and no files of the
+ * sandbox. sysfs is per network namespace and the first mount's read-only flag
+ * holds for the pod's later mounts, so a privileged pod's pause mounts it
+ * writable, or its privileged containers would get a read-only /sys.
+ */
+export const withSandboxMounts: Step<SandboxSpecInput> = (spec, input) => {
+  const writableSysfs = securityContext(input)?.privileged === true;
+  return {
+    ...spec,
+    mounts: spec.mounts
+      .filter((m) => m.destination !== "/dev/shm")
+      .map((m) => (writableSysfs && m.type === "sysfs" ? { ...m, options: (m.options ?? []).map((o) => (o === "ro" ? "rw" : o)) } : m)),
+  };
+};
 
 export const withSandboxNamespaces: Step<SandboxSpecInput> = (spec, input) => {
   const ns = securityContext(input)?.namespace_options ?? null;
