@@ -269,6 +269,9 @@ export function configFromObject(file: string, raw: Record<string, unknown>): Co
     }
   }
   if (!config.listen.startsWith("/")) throw new ConfigError(file, "listen", `expected an absolute unix socket path, got "${config.listen}"`);
+  if ((config.streaming.tls_cert === "") !== (config.streaming.tls_key === "")) {
+    throw new ConfigError(file, config.streaming.tls_cert ? "streaming.tls_key" : "streaming.tls_cert", "tls_cert and tls_key are given together or not at all");
+  }
   if (config.metrics.address && !/^(\[[0-9a-fA-F:.]+\]|[^:[\]]*):\d{1,5}$/.test(config.metrics.address)) {
     throw new ConfigError(file, "metrics.address", `expected host:port like "127.0.0.1:9910", got "${config.metrics.address}"`);
   }

@@ -2,13 +2,12 @@
 // sessions against the containers and sandboxes crib holds.
 import { readFile } from "node:fs/promises";
 import type { Deps } from "./deps.js";
-import { ConfigError } from "./config.js";
 import { CribStreamingRuntime } from "./streaming-runtime.js";
 import { StreamingServer } from "../runtime/streaming/server.js";
 
-export async function startStreaming(deps: Deps, configFile = "config"): Promise<StreamingServer> {
+export async function startStreaming(deps: Deps): Promise<StreamingServer> {
   const s = deps.config.streaming;
-  if ((s.tls_cert === "") !== (s.tls_key === "")) throw new ConfigError(configFile, s.tls_cert ? "streaming.tls_key" : "streaming.tls_cert", "tls_cert and tls_key go together");
+  // tls_cert and tls_key come as a pair (cri/config.ts); without them a self-signed certificate is made.
   const tls = !s.tls ? false : s.tls_cert === "" ? true : { cert: await readFile(s.tls_cert), key: await readFile(s.tls_key) };
   return StreamingServer.listen({
     runtime: new CribStreamingRuntime(deps),

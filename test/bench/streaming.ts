@@ -2,8 +2,9 @@
 // server. Exec round trip = the Exec rpc plus a SPDY session running `echo x`
 // to its status (ExecSync alongside, as the floor). Port-forward throughput =
 // a 100 MB GET from busybox httpd in a pod, over SPDY and WebSocket, through the
-// nsenter+socat helper; the same GET straight to the pod IP is the baseline.
-import { connect } from "node:net";
+// nsenter+socat helper, and from a host-network pod (no helper); the same GET
+// straight to the pod IP is the baseline.
+import { connect, createServer } from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import { PodEnv } from "../fixtures/pod-env.js";
 import { execSpdy, SpdyPortForwardClient, WsPortForwardClient } from "../fixtures/stream-clients.js";
@@ -29,6 +30,14 @@ async function get(data: Duplex): Promise<number> {
   return bytes;
 }
 
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return typeof address === "object" && address !== null ? address.port : 0;
+}
+
 const percentile = (xs: readonly number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
@@ -45,6 +54,12 @@ export const streamingBenchmark: Benchmark = {
       const dd = await env.client.runtime.Exec({ container_id: c, cmd: ["/bin/dd", "if=/dev/zero", "of=/srv/big", "bs=1M", `count=${BIG_MB}`], stdout: true, stderr: true });
       if ((await execSpdy(dd.url)).status?.status !== "Success") throw new Error("cannot write /srv/big in the pod");
       const ip = (await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id })).status?.network?.ip ?? "";
+      // The same server in a host-network pod: port forward dials it without the nsenter+socat helper.
+      const hostPort = await freePort();
+      const hostPod = await env.runPod("bench-host", { linux: { security_context: { namespace_options: { network: "NODE" } } } });
+      const hc = await env.runContainer(hostPod, "httpd", { command: ["/bin/httpd", "-f", "-p", `127.0.0.1:${hostPort}`, "-h", "/srv"] });
+      const hdd = await env.client.runtime.Exec({ container_id: hc, cmd: ["/bin/dd", "if=/dev/zero", "of=/srv/big", "bs=1M", `count=${BIG_MB}`], stdout: true, stderr: true });
+      if ((await execSpdy(hdd.url)).status?.status !== "Success") throw new Error("cannot write /srv/big in the host-network pod");
 
       const rounds = Math.max(50, runs * 20);
       const exec: number[] = [];
@@ -63,6 +78,7 @@ export const streamingBenchmark: Benchmark = {
       log(`exec round trip p50 ${median(exec).toFixed(1)} ms (ExecSync ${median(execSync).toFixed(1)} ms), ${rounds} rounds`);
 
       const spdy: number[] = [];
+      const spdyHost: number[] = [];
       const ws: number[] = [];
       const direct: number[] = [];
       const mbps = (bytes: number, ms: number): number => bytes / (1 << 20) / (ms / 1000);
@@ -73,6 +89,16 @@ export const streamingBenchmark: Benchmark = {
           try {
             const { ms, value } = await timed(async () => get((await client.dial(8080)).data));
             spdy.push(mbps(value, ms));
+          } finally {
+            client.destroy();
+          }
+        }
+        {
+          const { url } = await env.client.runtime.PortForward({ pod_sandbox_id: hostPod.id, port: [] });
+          const client = await SpdyPortForwardClient.connect(url);
+          try {
+            const { ms, value } = await timed(async () => get((await client.dial(hostPort)).data));
+            spdyHost.push(mbps(value, ms));
           } finally {
             client.destroy();
           }
@@ -91,7 +117,7 @@ export const streamingBenchmark: Benchmark = {
           const { ms, value } = await timed(async () => get(connect({ host: ip, port: 8080 })));
           direct.push(mbps(value, ms));
         }
-        log(`run ${i + 1}: SPDY ${spdy.at(-1)?.toFixed(0)} MB/s, WebSocket ${ws.at(-1)?.toFixed(0)} MB/s, direct ${direct.at(-1)?.toFixed(0)} MB/s`);
+        log(`run ${i + 1}: SPDY ${spdy.at(-1)?.toFixed(0)} MB/s (host-network pod ${spdyHost.at(-1)?.toFixed(0)} MB/s), WebSocket ${ws.at(-1)?.toFixed(0)} MB/s, direct ${direct.at(-1)?.toFixed(0)} MB/s`);
       }
 
       const name = "streaming";
@@ -101,6 +127,7 @@ export const streamingBenchmark: Benchmark = {
         { benchmark: name, metric: "exec round trip p50", value: ms(median(exec)), note: `p90 ${ms(percentile(exec, 90))}; Exec rpc + SPDY session of echo x, ${rounds} rounds` },
         { benchmark: name, metric: "ExecSync round trip p50", value: ms(median(execSync)), note: `p90 ${ms(percentile(execSync, 90))}; the same command without streaming` },
         { benchmark: name, metric: `port-forward ${BIG_MB} MB, SPDY`, value: rate(spdy), note: `median of ${runs}; min ${Math.min(...spdy).toFixed(0)} MB/s` },
+        { benchmark: name, metric: `port-forward ${BIG_MB} MB, SPDY, host net`, value: rate(spdyHost), note: "host-network pod: dialed directly, no nsenter+socat helper" },
         { benchmark: name, metric: `port-forward ${BIG_MB} MB, WebSocket`, value: rate(ws), note: `median of ${runs}; min ${Math.min(...ws).toFixed(0)} MB/s` },
         { benchmark: name, metric: `pod IP directly, ${BIG_MB} MB`, value: rate(direct), note: "baseline: no streaming server, no helper" },
       ];

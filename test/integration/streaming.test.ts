@@ -4,11 +4,13 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { PassThrough, type Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { PodEnv } from "../fixtures/pod-env.js";
 import {
@@ -22,6 +24,7 @@ import {
   type Status,
 } from "../fixtures/stream-clients.js";
 
+const run = promisify(execFile);
 const TOKEN_TTL_MS = 2000;
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 const HTTP_GET = "GET /index.html HTTP/1.0\r\n\r\n";
@@ -425,5 +428,30 @@ describe("streaming: exec, attach and port forward", () => {
       assert.ok(err2 instanceof UpgradeRefusedError, String(err2));
       assert.equal(err2.statusCode, 404);
     });
+  });
+});
+
+describe("streaming over TLS", () => {
+  let env: PodEnv;
+  let cert = "";
+  before(async () => {
+    const dir = await mkdtemp("/tmp/crib-tls-");
+    const [certFile, keyFile] = [join(dir, "cert.pem"), join(dir, "key.pem")];
+    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=crib streaming test", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile]);
+    cert = await readFile(certFile, "utf8");
+    env = await PodEnv.start({ config: { streaming: { tls: true, tls_cert: certFile, tls_key: keyFile } } });
+    await rm(dir, { recursive: true, force: true }); // read at start
+  });
+  after(async () => { await env?.close(); });
+
+  it("serves https URLs with the configured certificate (SPDY and WebSocket)", async () => {
+    const pod = await env.runPod("tls");
+    const c = await env.runContainer(pod, "main");
+    const url = async () => (await env.client.runtime.Exec({ container_id: c, cmd: ["/bin/echo", "secure"], stdout: true })).url;
+    const first = await url();
+    assert.match(first, /^https:\/\/127\.0\.0\.1:\d+\/exec\//);
+    assert.equal((await execSpdy(first, { ca: cert, stderr: false })).stdout.toString(), "secure\n");
+    assert.equal((await execWs(await url(), { ca: cert, stderr: false })).stdout.toString(), "secure\n");
   });
 });
