@@ -4,7 +4,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type * as cri from "../../proto/gen/cri/types.js";
-import { invalidArgument, notFound } from "../../runtime/errors.js";
+import { NamedStore } from "./named-store.js";
 
 export const CONTAINER_EXTENSION = "crib.container.v1";
 
@@ -52,59 +52,13 @@ export interface Container extends ContainerMeta {
 
 export const containerNameKey = (sandboxId: string, m: cri.ContainerMetadata): string => `${m.name}_${m.attempt}_${sandboxId}`;
 
-export class ContainerStore {
-  readonly #byId = new Map<string, Container>();
-  readonly #names = new Map<string, string>();
-
-  constructor(readonly dir: string) {}
-
-  reserve(name: string, id: string): string | undefined {
-    const holder = this.#names.get(name);
-    if (holder !== undefined) return holder;
-    this.#names.set(name, id);
-    return undefined;
-  }
-
-  release(name: string, id: string): void {
-    if (this.#names.get(name) === id) this.#names.delete(name);
-  }
-
-  holder(name: string): string | undefined {
-    return this.#names.get(name);
-  }
-
-  add(c: Container): void {
-    this.#byId.set(c.id, c);
-    if (c.config.metadata) this.#names.set(containerNameKey(c.sandboxId, c.config.metadata), c.id);
-  }
-
-  delete(id: string): void {
-    const c = this.#byId.get(id);
-    this.#byId.delete(id);
-    if (c?.config.metadata) this.release(containerNameKey(c.sandboxId, c.config.metadata), id);
-  }
-
-  list(): Container[] {
-    return [...this.#byId.values()];
+export class ContainerStore extends NamedStore<Container> {
+  constructor(readonly dir: string) {
+    super("container", "container_id", (c) => (c.config.metadata ? containerNameKey(c.sandboxId, c.config.metadata) : undefined));
   }
 
   inSandbox(sandboxId: string): Container[] {
     return this.list().filter((c) => c.sandboxId === sandboxId);
-  }
-
-  find(idOrPrefix: string): Container | undefined {
-    if (!idOrPrefix) throw invalidArgument("container_id is required");
-    const exact = this.#byId.get(idOrPrefix);
-    if (exact) return exact;
-    const matches = [...this.#byId.keys()].filter((id) => id.startsWith(idOrPrefix));
-    if (matches.length > 1) throw invalidArgument(`container id prefix "${idOrPrefix}" is ambiguous (${matches.length} containers)`);
-    return matches[0] === undefined ? undefined : this.#byId.get(matches[0]);
-  }
-
-  get(idOrPrefix: string): Container {
-    const c = this.find(idOrPrefix);
-    if (!c) throw notFound(`container "${idOrPrefix}" not found`);
-    return c;
   }
 
   statusPath(id: string): string {
