@@ -5,8 +5,9 @@
 import type { Benchmark, Row } from "./bench.js";
 import { pullBenchmark } from "./pull.js";
 import { streamingBenchmark } from "./streaming.js";
+import { containerBenchmark, execSyncBenchmark, rssBenchmark, sandboxBenchmark } from "./cri-compare.js";
 
-const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark];
+const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rssBenchmark];
 
 function table(rows: Row[]): string {
   const header: Row = { benchmark: "benchmark", metric: "metric", value: "value", note: "note" };
