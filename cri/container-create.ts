@@ -12,8 +12,9 @@ import { CONTAINER_EXTENSION, containerNameKey, type Container, type ContainerMe
 import { KIND_LABEL } from "./store/sandboxes.js";
 import { alreadyExists, failedPrecondition, notFound, required } from "../runtime/errors.js";
 import { createContainer, deleteContainer, prepareSnapshot, removeSnapshot } from "../runtime/containerd/tasks.js";
-import { withTempMount } from "../runtime/mount.js";
-import { resolveUser } from "../runtime/spec/user.js";
+import { layerDirs, withTempMount, type MountSpec } from "../runtime/mount.js";
+import { lstat } from "node:fs/promises";
+import { resolveUser, type UserRequest } from "../runtime/spec/user.js";
 import { resolveDevices, hostDevices } from "../runtime/spec/devices.js";
 import { seccompChoice, readSeccompProfile } from "../runtime/spec/seccomp.js";
 import { buildContainerSpec } from "../runtime/spec/container.js";
@@ -47,7 +48,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   undo.defer("remove snapshot", (s) => removeSnapshot(deps.containerd, id, s));
 
   const sc = config.linux?.security_context ?? null;
-  const user = await withTempMount(mounts, (root) => resolveUser(root, { securityContext: sc, imageUser: imageConfig.User ?? "" }));
+  const user = await resolveUserInSnapshot(mounts, { securityContext: sc, imageUser: imageConfig.User ?? "" });
   // kubelet expects a missing host path to be created as a directory
   for (const m of config.mounts) {
     if (m.host_path && !(await stat(m.host_path).then(() => true, () => false))) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
@@ -110,4 +111,23 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   containerEvent(deps, "CONTAINER_CREATED_EVENT", container);
   log.info("container created");
   return { container_id: id };
+}
+
+/**
+ * The user from the image's /etc/passwd and /etc/group. When one layer holds
+ * both files as plain files (and no layer above it touches them) they are read
+ * there directly; otherwise the snapshot is mounted for a moment, as containerd does.
+ */
+async function resolveUserInSnapshot(mounts: MountSpec[], request: UserRequest) {
+  const layers = layerDirs(mounts);
+  if (layers) {
+    for (const layer of layers) {
+      const kinds = await Promise.all(["etc/passwd", "etc/group", "etc"].map((f) => lstat(join(layer, f)).then((st) => st, () => undefined)));
+      const [passwd, group, etc] = kinds;
+      if (!passwd && !group && !etc) continue; // this layer leaves /etc alone
+      if (passwd?.isFile() && group?.isFile()) return resolveUser(layer, request);
+      break; // anything else (a whiteout, a symlink, one file only): mount
+    }
+  }
+  return withTempMount(mounts, (root) => resolveUser(root, request));
 }

@@ -27,3 +27,18 @@ export async function withTempMount<T>(mounts: MountSpec[], fn: (root: string) =
     await rm(target, { recursive: true, force: true }).catch(() => undefined);
   }
 }
+
+/**
+ * The layer directories of an overlay (or bind) mount, topmost first, as the
+ * host sees them: files of a fresh snapshot can be read there without mounting.
+ */
+export function layerDirs(mounts: MountSpec[]): string[] | undefined {
+  if (mounts.length !== 1) return undefined;
+  const [m] = mounts;
+  if (m!.type === "bind") return [m!.source];
+  if (m!.type !== "overlay") return undefined;
+  const opt = (name: string) => m!.options.find((o) => o.startsWith(`${name}=`))?.slice(name.length + 1);
+  const upper = opt("upperdir");
+  const lower = opt("lowerdir")?.split(":") ?? [];
+  return [...(upper ? [upper] : []), ...lower];
+}
