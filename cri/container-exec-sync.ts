@@ -45,10 +45,15 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
   const timeout = Number(req.timeout) > 0 ? AbortSignal.timeout(Number(req.timeout) * 1000) : undefined;
   const signal = timeout ? AbortSignal.any([ctx.signal, timeout]) : ctx.signal;
   try {
-    await exec.start(signal);
     const stopCollecting = new AbortController();
-    const out = collect(exec.stdout, cap, stopCollecting.signal);
-    const err = collect(exec.stderr, cap, stopCollecting.signal);
+    const none: Promise<{ data: Buffer; truncated: boolean }> = Promise.resolve({ data: Buffer.alloc(0), truncated: false });
+    let out = none;
+    let err = none;
+    // collect from the start: a quick process's output (and EOF) must not pass by unread
+    await exec.start(signal, (p) => {
+      out = collect(p.stdout, cap, stopCollecting.signal);
+      err = collect(p.stderr, cap, stopCollecting.signal);
+    });
     let exitCode: number;
     try {
       exitCode = await exec.wait(signal);
@@ -57,9 +62,8 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
       if (timeout?.aborted) throw new CribError("deadline-exceeded", `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
       throw e;
     }
-    // The process is gone. Its output normally ends with EOF at once, but
-    // containerd 1.6's shim sometimes holds the FIFO open: then stop once the
-    // output has been quiet for a moment.
+    // The process is gone and its output normally ends at once; should a
+    // FIFO stay open (a child holding stdout), stop once it has been quiet.
     let ended = false;
     void Promise.all([out, err]).then(() => { ended = true; });
     const exitedAt = Date.now();
@@ -76,8 +80,7 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
       exit_code: exitCode,
     };
   } finally {
-    // containerd's shim may take its time (or forever) to let go of an exec
-    // whose output copy has not ended; the caller need not wait for that.
+    // removing the exec from containerd need not delay the reply
     void exec.close().catch((err: unknown) => ctx.log.warn({ err: String(err), exec: exec.execId }, "exec cleanup failed"));
   }
 }

@@ -34,9 +34,10 @@ export class CribStreamingRuntime implements StreamingRuntime {
     });
     const log = this.#log.child({ container: c.id.slice(0, 12), exec: proc.execId });
     try {
-      await proc.start(signal);
+      let outputs: Promise<unknown> = Promise.resolve();
+      // copy from the start, so a quick process's output and EOF are not missed
+      await proc.start(signal, (p) => { outputs = Promise.all([copyOut(p.stdout, streams.stdout), copyOut(p.stderr, streams.stderr)]); });
       log.debug({ cmd: req.cmd, tty: req.tty }, "exec started");
-      const outputs = Promise.all([copyOut(proc.stdout, streams.stdout), copyOut(proc.stderr, streams.stderr)]);
       feedStdin(streams.stdin, proc.stdin, () => proc.closeStdin());
       if (streams.resize) void applySizes(streams.resize, (size) => proc.resize(size.width, size.height), signal, log);
       let exitCode: number;

@@ -11,24 +11,6 @@ import { PROCESS_TYPE, killTask } from "./containerd/tasks.js";
 import { isNotFound } from "./containerd/errors.js";
 import { mkfifo, openFifoReader, openFifoWriter } from "./fifo.js";
 
-const LOST_EXIT_GRACE_MS = 500;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-export class LostExitError extends Error {
-  constructor(readonly containerId: string, readonly execId: string, readonly pid: number) {
-    super(`exec ${execId} in container ${containerId}: process ${pid} exited but containerd's shim did not report its exit status (a containerd 1.6 shim race for processes that exit right after they start)`);
-    this.name = "LostExitError";
-  }
-}
-
 export interface OciProcess {
   args: string[];
   env?: string[];
@@ -68,7 +50,8 @@ export class ExecProcess {
     this.#dir = join(opts.dir, this.execId);
   }
 
-  async start(signal?: AbortSignal): Promise<void> {
+  /** `attach` runs once the output streams exist and before the process can write or end them. */
+  async start(signal?: AbortSignal, attach?: (p: ExecProcess) => void): Promise<void> {
     const { stdin, stdout, stderr, tty } = this.#opts;
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     const path = (name: string, want: boolean) => (want ? join(this.#dir, name) : "");
@@ -86,6 +69,7 @@ export class ExecProcess {
       else r.stream.resume();
     }
     if (paths.stdin) this.stdin = await openFifoWriter(paths.stdin);
+    attach?.(this);
     await this.#c.tasks.Exec({
       container_id: this.#opts.containerId, exec_id: this.execId, terminal: tty, ...paths,
       spec: jsonAny(PROCESS_TYPE, { ...this.#opts.process, terminal: tty }),
@@ -106,31 +90,16 @@ export class ExecProcess {
   #exit: Promise<number> | undefined;
   #waitAbort: AbortController | undefined;
 
-  /**
-   * Resolves with the exit status. containerd 1.6's shim can drop the exit of
-   * an exec that ends within milliseconds of its start, and then never answers
-   * Wait; so crib also watches the pid, and once it is gone and the shim still
-   * says nothing, rejects with LostExitError instead of hanging.
-   */
+  /** Resolves with the exit status. */
   async wait(signal?: AbortSignal): Promise<number> {
     const exit = this.#exit;
     if (!exit) throw new Error(`exec ${this.execId} was not started`);
+    if (!signal) return exit;
     return new Promise<number>((resolve, reject) => {
-      let goneSince = 0;
-      const timer = setInterval(() => {
-        if (this.pid <= 0 || pidAlive(this.pid)) { goneSince = 0; return; }
-        goneSince ||= Date.now();
-        if (Date.now() - goneSince >= LOST_EXIT_GRACE_MS) finish(() => reject(new LostExitError(this.#opts.containerId, this.execId, this.pid)));
-      }, 20);
-      const onAbort = () => finish(() => reject(signal!.reason));
-      const finish = (settle: () => void) => {
-        clearInterval(timer);
-        signal?.removeEventListener("abort", onAbort);
-        settle();
-      };
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener("abort", onAbort, { once: true });
-      exit.then((code) => finish(() => resolve(code)), (err: unknown) => finish(() => reject(err)));
+      const onAbort = () => reject(signal.reason);
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      exit.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
     });
   }
 
