@@ -30,6 +30,10 @@ export async function stopContainer(deps: Deps, c: Container, timeoutSeconds: nu
     await killTask(deps.containerd, c.id, signalNumber(c.stopSignal), {}, ctx.signal);
     if (await waitExited(deps, c, timeoutSeconds * 1000)) return;
   }
+  // SIGKILL to the main process ends a container with its own PID namespace at
+  // once; `all` (runc kill --all, slow: it walks the cgroup) only for stragglers
+  await killTask(deps.containerd, c.id, constants.signals.SIGKILL, {}, ctx.signal);
+  if (await waitExited(deps, c, 2_000)) return;
   await killTask(deps.containerd, c.id, constants.signals.SIGKILL, { all: true }, ctx.signal);
   if (!(await waitExited(deps, c, 30_000))) throw new Error(`container ${c.id} did not exit after SIGKILL`);
 }

@@ -2,6 +2,7 @@
 // whose signal ends with the call (client cancel, deadline, completion), and
 // every call is logged once with its duration and status.
 import { status, type Deadline, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type ServiceDefinition, type UntypedServiceImplementation, type UntypedHandleCall } from "@grpc/grpc-js";
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { toServiceError } from "./errors.js";
 
@@ -29,6 +30,8 @@ function context(method: string, log: Logger, call: { getDeadline(): Deadline; o
   call.once("cancelled", () => lifetime.abort(new DOMException(`${method}: cancelled by the client`, "AbortError")));
   const deadline = deadlineSignal(call.getDeadline());
   const signal = deadline ? AbortSignal.any([lifetime.signal, deadline]) : lifetime.signal;
+  // one call may fan out to many containerd calls at once (StopPodSandbox), each listening
+  setMaxListeners(0, signal);
   return { lifetime, ctx: { signal, log: log.child({ method }) } satisfies CallContext };
 }
 
