@@ -65,11 +65,11 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
     // The process is gone and its output normally ends at once; should a
     // FIFO stay open (a child holding stdout), stop once it has been quiet.
     let ended = false;
-    void Promise.all([out, err]).then(() => { ended = true; });
+    const outputs = Promise.all([out, err]).then(() => { ended = true; });
     const exitedAt = Date.now();
     while (!ended && Date.now() - exitedAt < OUTPUT_DRAIN_MS) {
-      await new Promise((r) => setTimeout(r, 20));
-      if (Date.now() - Math.max(exitedAt, lastDataAt(exec.stdout), lastDataAt(exec.stderr)) >= OUTPUT_QUIET_MS) break;
+      await Promise.race([outputs, new Promise((r) => setTimeout(r, 20))]);
+      if (!ended && Date.now() - Math.max(exitedAt, lastDataAt(exec.stdout), lastDataAt(exec.stderr)) >= OUTPUT_QUIET_MS) break;
     }
     if (!ended) stopCollecting.abort();
     const [stdout, stderr] = await Promise.all([out, err]);

@@ -43,7 +43,7 @@ export class ContainerIo {
     const p = this.paths;
     if (fresh) {
       await mkdir(this.#opts.dir, { recursive: true, mode: 0o700 });
-      for (const f of [p.stdin, p.stdout, p.stderr]) if (f) await mkfifo(f);
+      await mkfifo(p.stdin, p.stdout, p.stderr);
     }
     if (this.#opts.logPath) {
       this.#log = new CriLogWriter(this.#opts.logPath, this.#opts.maxLineSize);

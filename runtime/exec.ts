@@ -58,7 +58,7 @@ export class ExecProcess {
     // The runc shim opens both output paths once it has any stdio: every FIFO is
     // made, and output nobody asked for is read and dropped.
     const paths = { stdin: path("stdin", stdin), stdout: path("stdout", true), stderr: path("stderr", !tty) };
-    for (const p of Object.values(paths)) if (p) await mkfifo(p);
+    await mkfifo(...Object.values(paths));
     for (const [name, want] of [["stdout", stdout], ["stderr", stderr && !tty]] as const) {
       const p = paths[name];
       if (!p) continue;

@@ -12,8 +12,10 @@ const run = promisify(execFile);
 const open = promisify(openFd);
 const close = promisify(closeFd);
 
-export async function mkfifo(path: string): Promise<void> {
-  await run("mkfifo", ["-m", "0600", path]);
+/** Creates FIFOs (one process for all of them: Node has no mkfifo). */
+export async function mkfifo(...paths: string[]): Promise<void> {
+  const wanted = paths.filter(Boolean);
+  if (wanted.length > 0) await run("mkfifo", ["-m", "0600", ...wanted]);
 }
 
 /**
