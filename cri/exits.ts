@@ -22,9 +22,13 @@ async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt
   if (c.status.state === "CONTAINER_EXITED") return;
   await deps.io.get(c.id)?.drained(LOG_DRAIN_MS);
   if ((c.status.state as string) === "CONTAINER_EXITED") return; // another path recorded it while the log drained
+  // containerd's clock and crib's may disagree by a hair: keep created <= started <= finished
+  const started = c.status.startedAt === "0" ? finishedAt : c.status.startedAt;
+  const floor = [c.createdAt, started].reduce((a, b) => (BigInt(a) > BigInt(b) ? a : b));
+  const finished = BigInt(finishedAt) < BigInt(floor) ? floor : finishedAt;
   await deps.containers.setStatus(c, {
-    state: "CONTAINER_EXITED", exitCode, finishedAt, reason: reasonFor(c, exitCode), stopping: false, pid: 0,
-    ...(c.status.startedAt === "0" ? { startedAt: finishedAt } : {}),
+    state: "CONTAINER_EXITED", exitCode, finishedAt: finished, reason: reasonFor(c, exitCode), stopping: false, pid: 0,
+    ...(c.status.startedAt === "0" ? { startedAt: BigInt(started) < BigInt(c.createdAt) ? c.createdAt : started } : {}),
   });
   containerEvent(deps, "CONTAINER_STOPPED_EVENT", c);
   oomKilled.delete(c.id);

@@ -19,7 +19,9 @@ import { sandboxEvent } from "./container-events.js";
 const RUN_TIMEOUT_MS = 4 * 60_000;
 
 export const newId = (): string => randomBytes(32).toString("hex");
-export const nowNanos = (): string => (BigInt(Date.now()) * 1_000_000n + BigInt(process.hrtime.bigint() % 1_000_000n)).toString();
+// wall clock in nanoseconds: the epoch offset taken once, then the monotonic clock
+const epochOffset = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+export const nowNanos = (): string => (epochOffset + process.hrtime.bigint()).toString();
 
 export function runtimeHandlerOf(deps: Deps, name: string) {
   const handler = deps.config.runtimes[name || deps.config.default_runtime];

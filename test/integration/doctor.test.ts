@@ -86,7 +86,8 @@ describe("crib doctor", () => {
     // A live sandbox as doctor sees one: a container record labelled crib.kind=sandbox.
     const c = containerd.client(namespace);
     try {
-      await c.snapshots.Prepare({ snapshotter: SNAPSHOTTER, key: liveId, parent: "", labels: {} });
+      // gc.root: containerd may collect it before the container record refers to it
+      await c.snapshots.Prepare({ snapshotter: SNAPSHOTTER, key: liveId, parent: "", labels: { "containerd.io/gc.root": new Date().toISOString() } });
       await c.containers.Create({
         container: {
           id: liveId, labels: { "crib.kind": "sandbox" }, image: PAUSE_REF,
