@@ -3,7 +3,8 @@
 // the host can run, best first).
 import type { Descriptor, Platform } from "./oci.js";
 
-const ARCHITECTURES: Readonly<Record<string, string>> = {
+/** Node's process.arch names → Go's GOARCH, as OCI platforms and Docker seccomp profiles spell them. */
+export const GO_ARCHITECTURES: Readonly<Record<string, string>> = {
   x64: "amd64",
   ia32: "386",
   arm64: "arm64",
@@ -17,7 +18,7 @@ const ARCHITECTURES: Readonly<Record<string, string>> = {
 
 /** This host's platform, from process.arch (and the ARM version Node was built for). */
 export function hostPlatform(): Platform {
-  const architecture = ARCHITECTURES[process.arch] ?? process.arch;
+  const architecture = GO_ARCHITECTURES[process.arch] ?? process.arch;
   if (architecture !== "arm") return { os: "linux", architecture };
   const armVersion = (process.config.variables as { arm_version?: string | number }).arm_version;
   return normalizePlatform({ os: "linux", architecture, variant: armVersion === undefined ? "" : `v${armVersion}` });

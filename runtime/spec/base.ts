@@ -1,6 +1,7 @@
 // What every crib container and sandbox spec starts from: containerd's default
 // Unix spec without /run, rlimits, seccomp or AppArmor (the CRI settles those).
 import type { NamespaceOption } from "../../proto/gen/cri/runtime/v1/NamespaceOption.js";
+import type { ImageConfig } from "../image/oci.js";
 import { invalidArgument } from "../errors.js";
 import { defaultCapabilities } from "./capabilities.js";
 import { ociVersion } from "./types.js";
@@ -15,14 +16,7 @@ export interface BuiltSpec {
 }
 
 /** The process settings of an OCI image config (its `config` object). */
-export interface ImageProcessConfig {
-  User?: string;
-  Env?: string[];
-  Entrypoint?: string[] | null;
-  Cmd?: string[] | null;
-  WorkingDir?: string;
-  StopSignal?: string;
-}
+export type ImageProcessConfig = Pick<NonNullable<ImageConfig["config"]>, "User" | "Env" | "Entrypoint" | "Cmd" | "WorkingDir" | "StopSignal">;
 
 // The annotations containerd sets; tools such as cadvisor and crictl read them.
 export const annotations = {

@@ -1,6 +1,7 @@
 // Which seccomp profile a container or sandbox gets, and Localhost profiles
 // (Docker's profile format, or an OCI LinuxSeccomp) turned into the spec's form.
 import { readFile } from "node:fs/promises";
+import { GO_ARCHITECTURES } from "../image/platform.js";
 import { isAbsolute, join } from "node:path";
 import type { SecurityProfile } from "../../proto/gen/cri/runtime/v1/SecurityProfile.js";
 import { invalidArgument } from "../errors.js";
@@ -119,15 +120,7 @@ const operators = new Set<string>([
 ]);
 
 // Docker profiles name architectures by Go's GOARCH in includes/excludes.
-const goArch: Readonly<Record<string, string>> = {
-  x64: "amd64",
-  ia32: "386",
-  arm64: "arm64",
-  arm: "arm",
-  ppc64: "ppc64le",
-  s390x: "s390x",
-  riscv64: "riscv64",
-};
+const goArch = GO_ARCHITECTURES;
 const nativeScmpArch: Readonly<Record<string, string>> = {
   x64: "SCMP_ARCH_X86_64",
   ia32: "SCMP_ARCH_X86",
