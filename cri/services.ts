@@ -36,6 +36,7 @@ import { podSandboxStats, listPodSandboxStats } from "./stats-sandbox.js";
 import { listMetricDescriptors, listPodSandboxMetrics } from "./stats-metrics.js";
 import { getContainerEvents } from "./container-events.js";
 import { updateRuntimeConfig } from "./runtime-config-update.js";
+import { listStream } from "./list-stream.js";
 
 type Unary<H> = H extends handleUnaryCall<infer Req, infer Res> ? { req: Req; res: Res } : never;
 type Impl<H> = { [K in keyof H]?: (deps: Deps, req: Unary<H[K]>["req"], ctx: CallContext) => Promise<NonNullable<Unary<H[K]>["res"]>> };
@@ -75,6 +76,15 @@ export const runtimeHandlers: Impl<RuntimeServiceHandlers> = {
 // Server-streaming rpcs: long-lived, so not in the latency histogram.
 export const runtimeStreams: StreamImpl<RuntimeServiceHandlers> = {
   GetContainerEvents: getContainerEvents,
+  StreamPodSandboxes: listStream(listPodSandbox, "items", "pod_sandboxes"),
+  StreamContainers: listStream(listContainers, "containers", "containers"),
+  StreamContainerStats: listStream(listContainerStats, "stats", "container_stats"),
+  StreamPodSandboxStats: listStream(listPodSandboxStats, "stats", "pod_sandbox_stats"),
+  StreamPodSandboxMetrics: listStream(listPodSandboxMetrics, "pod_metrics", "pod_sandbox_metrics"),
+};
+
+const imageStreams: StreamImpl<ImageServiceHandlers> = {
+  StreamImages: listStream(listImagesRpc, "images", "images"),
 };
 
 export const imageHandlers: Impl<ImageServiceHandlers> = {
@@ -101,6 +111,6 @@ export function criServices(deps: Deps, observer?: CallObserver): ServiceBinding
   const v1 = loadCri().runtime.v1;
   return [
     { definition: v1.RuntimeService.service, handlers: bind("RuntimeService", runtimeHandlers, deps, observer, runtimeStreams) },
-    { definition: v1.ImageService.service, handlers: bind("ImageService", imageHandlers, deps, observer) },
+    { definition: v1.ImageService.service, handlers: bind("ImageService", imageHandlers, deps, observer, imageStreams) },
   ];
 }

@@ -32,6 +32,11 @@ describe("pod sandboxes", () => {
     assert.equal(none.items.length, 0);
     const byPrefix = await env.client.runtime.ListPodSandbox({ filter: { id: pod.id.slice(0, 8) } });
     assert.equal(byPrefix.items[0]?.id, pod.id);
+    const streamed: string[] = [];
+    for await (const res of env.client.rawRuntime.StreamPodSandboxes({ filter: { label_selector: { app: "web" } } }) as AsyncIterable<{ pod_sandboxes: { id: string }[] }>) {
+      streamed.push(...res.pod_sandboxes.map((p) => p.id));
+    }
+    assert.deepEqual(streamed, [pod.id], "StreamPodSandboxes sends what ListPodSandbox lists");
   });
 
   it("connects two pods over the bridge, and the host to a pod (HTTP)", async () => {
