@@ -4,11 +4,12 @@
 // a 100 MB GET from busybox httpd in a pod, over SPDY and WebSocket, through the
 // nsenter+socat helper, and from a host-network pod (no helper); the same GET
 // straight to the pod IP is the baseline.
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import { PodEnv } from "../fixtures/pod-env.js";
 import { execSpdy, SpdyPortForwardClient, WsPortForwardClient } from "../fixtures/stream-clients.js";
 import { median, timed, type Benchmark, type Row } from "./bench.js";
+import { freePort } from "../fixtures/registry.js";
 
 const BIG_MB = 100;
 const GET = "GET /big HTTP/1.0\r\n\r\n";
@@ -30,13 +31,6 @@ async function get(data: Duplex): Promise<number> {
   return bytes;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return typeof address === "object" && address !== null ? address.port : 0;
-}
 
 const percentile = (xs: readonly number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);

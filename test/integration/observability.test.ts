@@ -7,24 +7,18 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { rmdir } from "node:fs/promises";
 import { connect as http2Connect, constants as http2 } from "node:http2";
-import { connect as netConnect, createServer } from "node:net";
+import { connect as netConnect } from "node:net";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { PodEnv } from "../fixtures/pod-env.js";
 import { BUSYBOX_REF } from "../fixtures/local-images.js";
 import type * as cri from "../../proto/gen/cri/types.js";
+import { freePort } from "../fixtures/registry.js";
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const num = (v: { value: string } | null | undefined): number => Number(v?.value ?? Number.NaN);
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 async function freeSubnet(prefix: string): Promise<string> {
   const { stdout } = await run("ip", ["-4", "route"]);

@@ -6,13 +6,14 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
+
 import { join } from "node:path";
 import { PassThrough, type Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { PodEnv } from "../fixtures/pod-env.js";
+import { freePort } from "../fixtures/registry.js";
 import {
   collect,
   execSpdy,
@@ -92,14 +93,6 @@ async function children(pid: number, names: string[]): Promise<string[]> {
     if (m && Number(m[2]) === pid && names.includes(m[1] ?? "")) found.push(`${entry} ${m[1]}`);
   }
   return found;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return typeof address === "object" && address !== null ? address.port : 0;
 }
 
 /** An HTTP/1.0 GET over a forwarded connection: everything the server sent before it closed. */
