@@ -1,13 +1,13 @@
 // Attaching a sandbox to the network with a plugin chain, as libcni's
 // AddNetworkList/DelNetworkList/CheckNetworkList do, with libcni's on-disk
 // cache so that DEL after a restart tears down with what ADD used.
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, rm, statfs } from "node:fs/promises";
+import { mkdir, readFile, rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { compareVersions, findPlugin, type ConfigLoad, type NetworkConfigList } from "./config.js";
 import { CniError, CniErrorCode, execPlugin, pluginStdin, type CniCommand } from "./exec.js";
 import type { IpRanges } from "./ip.js";
+import { writeFileAtomic } from "../runtime/atomic-file.js";
 import { parseResult, type NetworkResult } from "./result.js";
 
 export const DEFAULT_IFNAME = "eth0";
@@ -322,23 +322,10 @@ export class CniNetwork {
     }
   }
 
-  // Write to a temporary file, fsync, rename: a crash leaves the old or the new record.
+  // fsync'd: a crash leaves the old or the new record
   async #writeCache(record: CachedAttachment): Promise<void> {
     await mkdir(this.#cacheDir, { recursive: true, mode: 0o700 });
-    const path = this.#cachePath(record.containerId);
-    const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-    try {
-      const file = await open(tmp, "w", 0o600);
-      try {
-        await file.writeFile(JSON.stringify(record));
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      await rename(tmp, path);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
+    await writeFileAtomic(this.#cachePath(record.containerId), JSON.stringify(record), { mode: 0o600, sync: true });
   }
+
 }

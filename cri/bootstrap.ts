@@ -3,13 +3,14 @@
 // the CNI host-local ranges from the Node's podCIDRs (with `[cni]
 // manage_from_node`), makes sure a RuntimeClass exists for every runtime
 // handler crib has, and waits for the Node to turn Ready on crib.
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ApiException, CoreV1Api, KubeConfig, NodeV1Api, Watch, type V1Node, type V1RuntimeClass } from "@kubernetes/client-node";
 import type { Config } from "./config.js";
 import { loadNetworkConfig } from "../cni/config.js";
 import { DEFAULT_NETWORK_FILE, defaultNetworkConfig, renderHostLocalRanges } from "../cni/pod-cidrs.js";
 import { pino } from "pino";
+import { writeFileAtomic } from "../runtime/atomic-file.js";
 
 export interface BootstrapOptions {
   config: Config;
@@ -137,13 +138,6 @@ async function waitForNode(api: Api, name: string, timeoutMs: number, out: (line
   return node;
 }
 
-async function writeAtomically(file: string, text: string): Promise<void> {
-  // a dot-name: the CNI loader skips it while it is incomplete
-  const tmp = join(file, "..", `.${file.split("/").pop()!}.tmp-${process.pid}`);
-  await writeFile(tmp, text, { mode: 0o644 });
-  await rename(tmp, file);
-}
-
 /** Renders the host-local ranges of crib's network config from the pod CIDRs; returns what it did. */
 export async function renderNetwork(confDir: string, podCidrs: readonly string[]): Promise<string> {
   const load = await loadNetworkConfig(confDir, pino({ level: "silent" }));
@@ -157,7 +151,7 @@ export async function renderNetwork(confDir: string, podCidrs: readonly string[]
   }
   if (load.config && !rendered.changed) return `CNI: ${file} already has host-local ranges ${rendered.subnets.join(", ")}`;
   await mkdir(confDir, { recursive: true, mode: 0o755 });
-  await writeAtomically(file, `${JSON.stringify(rendered.config, null, 2)}\n`);
+  await writeFileAtomic(file, `${JSON.stringify(rendered.config, null, 2)}\n`);
   return `CNI: wrote host-local ranges ${rendered.subnets.join(", ")} into ${file}`;
 }
 

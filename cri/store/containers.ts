@@ -1,10 +1,11 @@
 // In-memory cache of crib's containers. The durable records are the containerd
 // container (spec + "crib.container.v1" extension) and a status file written
 // on every state change, so exit codes and times survive a crib restart.
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type * as cri from "../../proto/gen/cri/types.js";
 import { NamedStore } from "./named-store.js";
+import { writeFileAtomic } from "../../runtime/atomic-file.js";
 
 export const CONTAINER_EXTENSION = "crib.container.v1";
 
@@ -65,13 +66,27 @@ export class ContainerStore extends NamedStore<Container> {
     return join(this.dir, id, "status.json");
   }
 
-  /** Updates the status in memory and on disk (atomically). */
-  async setStatus(c: Container, patch: Partial<ContainerStatusRecord>): Promise<void> {
+  readonly #writes = new Map<string, Promise<void>>();
+
+  /**
+   * Updates the status in memory at once and on disk atomically. Writes for one
+   * container run in order (a start and an exit event can race), so the file
+   * always ends with the newest status.
+   */
+  setStatus(c: Container, patch: Partial<ContainerStatusRecord>): Promise<void> {
     c.status = { ...c.status, ...patch };
-    const file = this.statusPath(c.id);
-    await mkdir(join(this.dir, c.id), { recursive: true });
-    await writeFile(`${file}.tmp`, JSON.stringify(c.status));
-    await rename(`${file}.tmp`, file);
+    const write = async (): Promise<void> => {
+      await mkdir(join(this.dir, c.id), { recursive: true });
+      await writeFileAtomic(this.statusPath(c.id), JSON.stringify(c.status));
+    };
+    const previous = this.#writes.get(c.id) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(write);
+    this.#writes.set(c.id, next);
+    const forget = (): void => {
+      if (this.#writes.get(c.id) === next) this.#writes.delete(c.id);
+    };
+    next.then(forget, forget);
+    return next;
   }
 
   async readStatus(id: string): Promise<ContainerStatusRecord | undefined> {
@@ -83,6 +98,7 @@ export class ContainerStore extends NamedStore<Container> {
   }
 
   async removeFiles(id: string): Promise<void> {
+    await this.#writes.get(id)?.catch(() => undefined); // or a late write would bring the directory back
     await rm(join(this.dir, id), { recursive: true, force: true });
   }
 }

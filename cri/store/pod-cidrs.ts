@@ -1,10 +1,11 @@
 // The pod CIDRs kubelet gave in UpdateRuntimeConfig. Kept in a file under
 // crib's root so that pods created after a restart still get addresses from
 // them (host-local's `ipRanges` capability, cri/sandbox-run.ts).
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
 import { podCidrsToIpRanges, type IpRanges } from "../../cni/ip.js";
+import { writeFileAtomic } from "../../runtime/atomic-file.js";
 
 export class PodCidrs {
   #cidrs: readonly string[] = [];
@@ -44,8 +45,7 @@ export class PodCidrs {
   /** Keeps validated CIDRs, on disk first. */
   async set(cidrs: readonly string[]): Promise<void> {
     await mkdir(dirname(this.file), { recursive: true });
-    await writeFile(`${this.file}.tmp`, JSON.stringify({ podCidrs: cidrs }));
-    await rename(`${this.file}.tmp`, this.file);
+    await writeFileAtomic(this.file, JSON.stringify({ podCidrs: cidrs }));
     this.#cidrs = [...cidrs];
   }
 }
