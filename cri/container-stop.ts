@@ -1,5 +1,5 @@
 // StopContainer: the image's StopSignal (or SIGTERM), SIGKILL after the
-// timeout. Idempotent: a container that is not running is a success.
+// timeout. Idempotent: a container that is not running, or unknown, is a success.
 import { constants } from "node:os";
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
@@ -10,8 +10,8 @@ import { killTask } from "../runtime/containerd/tasks.js";
 import { settleExit } from "./exits.js";
 
 export async function stopContainerRpc(deps: Deps, req: cri.StopContainerRequest, ctx: CallContext): Promise<cri.StopContainerResponse__Input> {
-  const c = deps.containers.get(required(req.container_id, "container_id"));
-  await stopContainer(deps, c, Number(req.timeout), ctx);
+  const c = deps.containers.find(required(req.container_id, "container_id"));
+  if (c) await stopContainer(deps, c, Number(req.timeout), ctx);
   return {};
 }
 
@@ -38,14 +38,14 @@ export async function stopContainer(deps: Deps, c: Container, timeoutSeconds: nu
   if (!(await waitExited(deps, c, 30_000))) throw new Error(`container ${c.id} did not exit after SIGKILL`);
 }
 
-/** Waits until the container is EXITED; checks containerd itself now and then in case an event was missed. */
+/** Waits until the container is EXITED; asks containerd itself now and then in case an event was missed. */
 export async function waitExited(deps: Deps, c: Container, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  let polls = 0;
   while (c.status.state === "CONTAINER_RUNNING") {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 25));
-    if (++polls % 20 === 0) await settleExit(deps, c).catch(() => undefined);
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await deps.containers.nextChange(c.id, Math.min(left, 500));
+    if (c.status.state === "CONTAINER_RUNNING") await settleExit(deps, c).catch(() => undefined);
   }
   return true;
 }

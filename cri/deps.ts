@@ -6,6 +6,7 @@ import type { TaskEvents } from "../runtime/containerd/events.js";
 import type { NetnsManager } from "../runtime/netns.js";
 import type { CniNetwork } from "../cni/network.js";
 import type { HostFacts } from "../runtime/spec/host.js";
+import type { RuncFeatures } from "../runtime/runc-features.js";
 import type { ImageConfig } from "../runtime/image/oci.js";
 import type { SandboxStore, Sandbox } from "./store/sandboxes.js";
 import type { ContainerStore } from "./store/containers.js";
@@ -60,6 +61,8 @@ export interface Deps {
   netns: NetnsManager;
   cni: CniNetwork;
   host: HostFacts;
+  /** what each configured runtime handler's runc supports, by handler name */
+  runtimeFeatures: ReadonlyMap<string, RuncFeatures>;
   events: TaskEvents;
   sandboxes: SandboxStore;
   containers: ContainerStore;

@@ -31,3 +31,14 @@ export class Rollback implements AsyncDisposable {
     }
   }
 }
+
+/**
+ * Like Promise.all, but fails only once every branch has settled: a rollback
+ * must not run while a sibling branch is still creating what it would undo.
+ */
+export async function allSettled<T extends readonly unknown[]>(branches: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(branches);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}

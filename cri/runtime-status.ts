@@ -16,13 +16,15 @@ export async function runtimeStatus(deps: Deps, req: cri.StatusRequest, ctx: Cal
       ? { type: "NetworkReady", status: true }
       : { type: "NetworkReady", status: false, reason: network.reason, message: network.message },
   ];
-  const handlers = Object.keys(deps.config.runtimes).map((name) => ({
-    name,
-    features: { recursive_read_only_mounts: false, user_namespaces: false },
-  }));
+  const features = (name: string): cri.RuntimeHandlerFeatures__Input => ({
+    recursive_read_only_mounts: deps.runtimeFeatures.get(name)?.recursiveReadOnly ?? false,
+    user_namespaces: false,
+  });
+  // "" is the default handler, as kubelet names it
+  const handlers = ["", ...Object.keys(deps.config.runtimes)].map((name) => ({ name, features: features(name || deps.config.default_runtime) }));
   const res: cri.StatusResponse__Input = {
     status: { conditions },
-    runtime_handlers: [{ name: "", features: { recursive_read_only_mounts: false, user_namespaces: false } }, ...handlers],
+    runtime_handlers: handlers,
     features: { supplemental_groups_policy: true, user_namespaces_host_network: false },
   };
   if (req.verbose) {

@@ -6,14 +6,15 @@ import { join } from "node:path";
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
-import { Rollback } from "./rollback.js";
+import { Rollback, allSettled } from "./rollback.js";
 import { KIND_LABEL, SANDBOX_EXTENSION, sandboxNameKey, type Sandbox, type SandboxMeta } from "./store/sandboxes.js";
 import { alreadyExists, invalidArgument, required } from "../runtime/errors.js";
 import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
-import { createContainer, deleteContainer, deleteTask, killTask, startTask } from "../runtime/containerd/tasks.js";
+import { createContainer, deleteContainer, deleteTask, killTask, startTask, updateExtension } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
 import type { CapabilityArgs } from "../cni/network.js";
 import type { IpRanges } from "../cni/ip.js";
+import type { Netns } from "../runtime/netns.js";
 import { sandboxEvent } from "./container-events.js";
 
 const RUN_TIMEOUT_MS = 4 * 60_000;
@@ -75,56 +76,64 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const handler = deps.config.runtimes[handlerName]!;
   const host = hostNetwork(config);
 
-  let netnsPath = "";
-  let ips: string[] = [];
+  let netns: Netns | undefined;
   if (!host) {
-    const netns = await deps.netns.create(id, signal);
-    netnsPath = netns.path;
-    undo.defer("remove netns", (s) => deps.netns.remove(netns, s));
-    const attachment = {
-      id, netns: netns.path,
-      pod: { namespace: config.metadata.namespace, name: config.metadata.name, uid: config.metadata.uid },
-      capabilityArgs: capabilityArgs(config, deps.podCidrs.ipRanges()),
-    };
-    // ADD can half-allocate: DEL runs even when ADD fails
-    undo.defer("CNI DEL", (s) => deps.cni.del(attachment, s));
-    const result = await deps.cni.add(attachment, signal);
-    ips = [...result.podIps];
+    const added = await deps.netns.add(id, signal);
+    netns = added;
+    undo.defer("remove netns", (s) => deps.netns.remove(added, s));
   }
-
+  const netnsPath = netns?.path ?? "";
   const dir = join(deps.config.root, "sandboxes", id);
   const shmDir = hostIpc(config) ? "" : join(deps.config.state, "sandboxes", id, "shm");
   undo.defer("remove sandbox files", () => removeSandboxFiles(dir, shmDir));
-  const files = await writeSandboxFiles({
-    dir, shmDir, hostNetwork: host, ips,
-    hostname: config.hostname || deps.host.nodeHostname,
-    dns: config.dns_config,
-  });
-  void files;
-
-  const { spec, warnings } = buildSandboxSpec({
-    id, config, netnsPath, image: { config: image.config.config ?? {} }, rootfs: "", host: deps.host,
-  });
-  for (const w of warnings) log.warn({ warning: w }, "sandbox spec");
-
   const meta: SandboxMeta = {
-    id, config, createdAt: nowNanos(), runtimeHandler: handlerName, netnsPath, ips, dir, shmDir, image: image.name,
+    id, config, createdAt: nowNanos(), runtimeHandler: handlerName, netnsPath, ips: [], dir, shmDir, image: image.name,
   };
-  await createContainer(deps.containerd, {
-    id, image: image.name, parent: image.chainId, spec,
-    runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
-    labels: { [KIND_LABEL]: "sandbox", ...config.labels },
-    extensions: { [SANDBOX_EXTENSION]: meta },
-  }, signal);
-  undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
-  undo.defer("delete pause task", async (s) => {
-    await killTask(deps.containerd, id, 9, { all: true }, s);
-    await deleteTask(deps.containerd, id, s).catch(async () => {
-      await new Promise((r) => setTimeout(r, 200));
-      await deleteTask(deps.containerd, id, s);
+
+  // The pod network (then the files, /etc/hosts names the pod IPs) and the pause
+  // container need nothing from each other but the netns: set them up side by side.
+  const network = async (): Promise<string[]> => {
+    let ips: string[] = [];
+    if (netns) {
+      const attachment = {
+        id, netns: netns.path,
+        pod: { namespace: config.metadata.namespace, name: config.metadata.name, uid: config.metadata.uid },
+        capabilityArgs: capabilityArgs(config, deps.podCidrs.ipRanges()),
+      };
+      // ADD can half-allocate: DEL runs even when ADD fails
+      undo.defer("CNI DEL", (s) => deps.cni.del(attachment, s));
+      const [, result] = await allSettled([deps.netns.loopbackUp(netns, signal), deps.cni.add(attachment, signal)]);
+      ips = [...result.podIps];
+    }
+    await writeSandboxFiles({ dir, shmDir, hostNetwork: host, ips, hostname: config.hostname || deps.host.nodeHostname, dns: config.dns_config });
+    return ips;
+  };
+  const pause = async (): Promise<number> => {
+    const { spec, warnings } = buildSandboxSpec({
+      id, config, netnsPath, image: { config: image.config.config ?? {} }, rootfs: "", host: deps.host,
     });
-  });
-  const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
+    for (const w of warnings) log.warn({ warning: w }, "sandbox spec");
+    await createContainer(deps.containerd, {
+      id, image: image.name, parent: image.chainId, spec,
+      runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
+      labels: { [KIND_LABEL]: "sandbox", ...config.labels },
+      extensions: { [SANDBOX_EXTENSION]: meta },
+    }, signal);
+    undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
+    undo.defer("delete pause task", async (s) => {
+      await killTask(deps.containerd, id, 9, { all: true }, s);
+      await deleteTask(deps.containerd, id, s).catch(async () => {
+        await new Promise((r) => setTimeout(r, 200));
+        await deleteTask(deps.containerd, id, s);
+      });
+    });
+    return startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
+  };
+  const [ips, pid] = await allSettled<[string[], number]>([network(), pause()]);
+  if (ips.length > 0) {
+    meta.ips = ips;
+    await updateExtension(deps.containerd, id, SANDBOX_EXTENSION, meta, signal);
+  }
 
   const sandbox: Sandbox = { ...meta, state: "SANDBOX_READY", pid, networkDown: false };
   deps.sandboxes.add(sandbox);

@@ -9,6 +9,7 @@ import { deleteTask, killTask, taskState } from "../runtime/containerd/tasks.js"
 import { unmountShm } from "../runtime/sandbox-files.js";
 import { required } from "../runtime/errors.js";
 import { sandboxEvent } from "./container-events.js";
+import { allSettled } from "./rollback.js";
 
 export async function stopPodSandbox(deps: Deps, req: cri.StopPodSandboxRequest, ctx: CallContext): Promise<cri.StopPodSandboxResponse__Input> {
   const sandbox = deps.sandboxes.find(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -20,15 +21,17 @@ export async function stopPodSandbox(deps: Deps, req: cri.StopPodSandboxRequest,
 export async function stopSandbox(deps: Deps, sandbox: Sandbox, ctx: CallContext): Promise<void> {
   const grace = Math.ceil(deps.config.containers.stop_grace_default / 1000);
   await Promise.all(deps.containers.inSandbox(sandbox.id).map((c) => stopContainer(deps, c, grace, ctx)));
-  await stopPause(deps, sandbox, ctx.signal);
-  if (!sandbox.networkDown && sandbox.netnsPath) {
+  // the pause process and the pod network go down side by side: DEL needs only the pinned netns
+  const network = async (): Promise<void> => {
+    if (sandbox.networkDown || !sandbox.netnsPath) return;
     await deps.cni.del({
       id: sandbox.id, netns: sandbox.netnsPath,
       pod: { namespace: sandbox.config.metadata?.namespace ?? "", name: sandbox.config.metadata?.name ?? "", uid: sandbox.config.metadata?.uid ?? "" },
     }, ctx.signal);
-  }
+    sandbox.networkDown = true;
+  };
+  await allSettled([stopPause(deps, sandbox, ctx.signal), network(), unmountShm(sandbox.shmDir)]);
   sandbox.networkDown = true;
-  await unmountShm(sandbox.shmDir);
   if (sandbox.state === "SANDBOX_READY") {
     sandbox.state = "SANDBOX_NOTREADY";
     sandboxEvent(deps, "CONTAINER_STOPPED_EVENT", sandbox);
@@ -40,13 +43,10 @@ async function stopPause(deps: Deps, sandbox: Sandbox, signal: AbortSignal): Pro
   const task = await taskState(deps.containerd, sandbox.id, signal);
   if (!task) return;
   if (task.status !== "STOPPED") {
+    // Wait answers when the task exits: no polling delay on the pod's stop path
+    const exited = deps.containerd.tasks.Wait({ container_id: sandbox.id }, AbortSignal.any([signal, AbortSignal.timeout(10_000)]));
     await killTask(deps.containerd, sandbox.id, 9, { all: true }, signal);
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      const t = await taskState(deps.containerd, sandbox.id, signal);
-      if (!t || t.status === "STOPPED") break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await exited.catch((err: unknown) => deps.log.warn({ sandbox: sandbox.id.slice(0, 12), err: String(err) }, "waiting for the pause task to exit"));
   }
   await deleteTask(deps.containerd, sandbox.id, signal);
 }

@@ -13,6 +13,7 @@ import { hostname } from "node:os";
 import { NetnsManager } from "../runtime/netns.js";
 import { CniNetwork } from "../cni/network.js";
 import { readHostFacts } from "../runtime/spec/host.js";
+import { probeRuncFeatures } from "../runtime/runc-features.js";
 import { TaskEvents } from "../runtime/containerd/events.js";
 import { SandboxStore } from "./store/sandboxes.js";
 import { ContainerStore } from "./store/containers.js";
@@ -70,6 +71,7 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
   const { config, log, containerd } = base;
   const cniState = (base.network as CniReadiness).watcher;
   const host = await readHostFacts({ systemdCgroup: cgroupDriver(config) === "systemd", nodeHostname: hostname() });
+  const runtimeFeatures = new Map(await Promise.all(Object.entries(config.runtimes).map(async ([name, h]) => [name, await probeRuncFeatures(h.binary_name)] as const)));
   const containerEvents = new EventBus<ContainerEvent>();
   const metrics = new CribMetrics({ containers: () => deps.containers.list(), sandboxes: () => deps.sandboxes.list(), eventClients: () => containerEvents.clients });
   const registry = new RegistryClient({
@@ -92,6 +94,7 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     cni: new CniNetwork({ config: () => cniState.current(), binDirs: config.cni.bin_dirs, cacheDir: join(config.root, "cni-cache"), log: log.child({ component: "cni" }),
       observe: (command, seconds, failed) => metrics.cniDone(command, seconds, !failed) }),
     host,
+    runtimeFeatures,
     events: undefined as unknown as TaskEvents,
     sandboxes: new SandboxStore(),
     containers: new ContainerStore(join(config.root, "containers")),

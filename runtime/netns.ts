@@ -83,8 +83,19 @@ export class NetnsManager {
 
   /** Creates and pins the sandbox's netns with loopback up. Fails if it already exists. */
   async create(sandboxId: string, signal?: AbortSignal): Promise<Netns> {
+    const netns = await this.add(sandboxId, signal);
+    try {
+      await this.loopbackUp(netns, signal);
+    } catch (err) {
+      await this.remove(netns).catch(() => {});
+      throw err;
+    }
+    return netns;
+  }
+
+  /** Creates and pins the sandbox's netns, loopback still down. Fails if it already exists. */
+  async add(sandboxId: string, signal?: AbortSignal): Promise<Netns> {
     const name = this.nameFor(sandboxId);
-    const netns = { name, path: join(NETNS_RUN_DIR, name) };
     const add = async (): Promise<void> => {
       try {
         await run(this.#ip, ["netns", "add", name], signal ? { signal } : {});
@@ -103,14 +114,16 @@ export class NetnsManager {
       await this.#firstAdd;
       await add();
     }
+    return { name, path: join(NETNS_RUN_DIR, name) };
+  }
+
+  async loopbackUp(netns: Netns, signal?: AbortSignal): Promise<void> {
     try {
-      await run(this.#ip, ["-n", name, "link", "set", "lo", "up"], signal ? { signal } : {});
+      await run(this.#ip, ["-n", netns.name, "link", "set", "lo", "up"], signal ? { signal } : {});
     } catch (err) {
-      await this.remove(netns).catch(() => {});
       if (signal?.aborted) throw signal.reason;
-      throw new NetnsError("internal", `sandbox ${sandboxId}: cannot bring up loopback in network namespace ${name}: ${stderrOf(err)}`, { cause: err });
+      throw new NetnsError("internal", `cannot bring up loopback in network namespace ${netns.name}: ${stderrOf(err)}`, { cause: err });
     }
-    return netns;
   }
 
   /**

@@ -45,3 +45,17 @@ test("removing a container's files waits for its pending status write", async (t
   await write;
   assert.deepEqual(await readdir(dir), []);
 });
+
+test("a waiter wakes at the container's next status change, or at its timeout", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "crib-store-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = new ContainerStore(dir);
+  const c = container("c3");
+  const started = Date.now();
+  const woken = store.nextChange("c3", 10_000);
+  setTimeout(() => void store.setStatus(c, { state: "CONTAINER_EXITED" }), 20);
+  await woken;
+  assert.equal(c.status.state, "CONTAINER_EXITED");
+  assert.ok(Date.now() - started < 5_000, "woken by the change, not the timeout");
+  await store.nextChange("c3", 10); // nothing changes: the timeout ends it
+});

@@ -67,6 +67,23 @@ export class ContainerStore extends NamedStore<Container> {
   }
 
   readonly #writes = new Map<string, Promise<void>>();
+  readonly #watchers = new Map<string, Set<() => void>>();
+
+  /** Resolves at the container's next status change, or after `timeoutMs`. */
+  nextChange(id: string, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const watchers = this.#watchers.get(id) ?? new Set();
+      this.#watchers.set(id, watchers);
+      const done = (): void => {
+        clearTimeout(timer);
+        watchers.delete(done);
+        if (watchers.size === 0 && this.#watchers.get(id) === watchers) this.#watchers.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      watchers.add(done);
+    });
+  }
 
   /**
    * Updates the status in memory at once and on disk atomically. Writes for one
@@ -75,6 +92,7 @@ export class ContainerStore extends NamedStore<Container> {
    */
   setStatus(c: Container, patch: Partial<ContainerStatusRecord>): Promise<void> {
     c.status = { ...c.status, ...patch };
+    for (const wake of [...(this.#watchers.get(c.id) ?? [])]) wake();
     const write = async (): Promise<void> => {
       await mkdir(join(this.dir, c.id), { recursive: true });
       await writeFileAtomic(this.statusPath(c.id), JSON.stringify(c.status));

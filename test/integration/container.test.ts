@@ -3,11 +3,15 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { release } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { PodEnv } from "../fixtures/pod-env.js";
 import { BUSYBOX_REF } from "../fixtures/local-images.js";
 import type * as cri from "../../proto/gen/cri/types.js";
 
+const run = promisify(execFile);
 type Pod = { id: string; config: cri.PodSandboxConfig__Input };
 const status = async (env: PodEnv, id: string) => (await env.client.runtime.ContainerStatus({ container_id: id })).status!;
 
@@ -202,6 +206,33 @@ describe("containers", () => {
     assert.match(line("/slave"), /master:\d+/, "rslave gets host mounts");
     assert.match(line("/bidi"), /shared:\d+/, "rshared propagates both ways");
     assert.ok((await stat(missing)).isDirectory());
+  });
+
+  it("makes a recursive read-only mount read-only all the way down when Status says the handler can", async () => {
+    const { stdout } = await run("runc", ["features"]);
+    const [major = 0, minor = 0] = release().split(".").map(Number);
+    const supported = (JSON.parse(stdout) as { mountOptions: string[] }).mountOptions.includes("rro") && (major > 5 || (major === 5 && minor >= 12));
+    const { runtime_handlers } = await env.client.runtime.Status({});
+    assert.deepEqual(runtime_handlers.map((h) => [h.name, h.features?.recursive_read_only_mounts]), [["", supported], ["runc", supported]]);
+    if (!supported) return;
+    const top = join(env.crib.dir, "rro");
+    await mkdir(join(top, "sub"), { recursive: true });
+    await run("mount", ["-t", "tmpfs", "rro-sub", join(top, "sub")]);
+    try {
+      const c = await env.runContainer(pod, "rro", {
+        mounts: [
+          { container_path: "/plain", host_path: top, readonly: true },
+          { container_path: "/rro", host_path: top, readonly: true, recursive_read_only: true },
+        ],
+      });
+      assert.equal((await env.exec(c, ["/bin/touch", "/plain/sub/f"])).code, 0, "a plain read-only bind leaves submounts writable");
+      assert.notEqual((await env.exec(c, ["/bin/touch", "/rro/sub/g"])).code, 0, "rro reaches the submount");
+      assert.notEqual((await env.exec(c, ["/bin/touch", "/rro/h"])).code, 0);
+      await env.client.runtime.StopContainer({ container_id: c, timeout: 0 });
+      await env.client.runtime.RemoveContainer({ container_id: c });
+    } finally {
+      await run("umount", [join(top, "sub")]);
+    }
   });
 
   it("sets cgroup limits and updates them on the running container", async () => {
