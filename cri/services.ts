@@ -37,6 +37,7 @@ import { listMetricDescriptors, listPodSandboxMetrics } from "./stats-metrics.js
 import { getContainerEvents } from "./container-events.js";
 import { updateRuntimeConfig } from "./runtime-config-update.js";
 import { listStream } from "./list-stream.js";
+import { updatePodSandboxResources } from "./sandbox-update-resources.js";
 
 type Unary<H> = H extends handleUnaryCall<infer Req, infer Res> ? { req: Req; res: Res } : never;
 type Impl<H> = { [K in keyof H]?: (deps: Deps, req: Unary<H[K]>["req"], ctx: CallContext) => Promise<NonNullable<Unary<H[K]>["res"]>> };
@@ -71,6 +72,7 @@ export const runtimeHandlers: Impl<RuntimeServiceHandlers> = {
   ListMetricDescriptors: listMetricDescriptors,
   ListPodSandboxMetrics: listPodSandboxMetrics,
   UpdateRuntimeConfig: updateRuntimeConfig,
+  UpdatePodSandboxResources: updatePodSandboxResources,
 };
 
 // Server-streaming rpcs: long-lived, so not in the latency histogram.

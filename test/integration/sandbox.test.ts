@@ -7,6 +7,7 @@ import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { PodEnv, leftovers } from "../fixtures/pod-env.js";
+import type * as cri from "../../proto/gen/cri/types.js";
 
 const run = promisify(execFile);
 
@@ -118,8 +119,14 @@ describe("pod sandboxes", () => {
   it("keeps every sandbox across a crib crash and restart", async () => {
     const pod = await env.runPod("survivor");
     const before = await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id });
+    // a resize kubelet made: recorded in the sandbox, kept across the restart
+    await env.client.runtime.UpdatePodSandboxResources({ pod_sandbox_id: pod.id, resources: { cpu_shares: 1536, memory_limit_in_bytes: 256 << 20 } });
+    await assert.rejects(env.client.runtime.UpdatePodSandboxResources({ pod_sandbox_id: "nope", resources: { cpu_shares: 2 } }), (e: { code: number; details: string }) => e.code === 5 && /nope/.test(e.details));
     await env.crib.restart("SIGKILL");
-    const after = await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id });
+    const after = await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id, verbose: true });
+    const resources = (JSON.parse(after.info["info"] ?? "{}") as { config: cri.PodSandboxConfig }).config.linux?.resources;
+    assert.equal(resources?.cpu_shares, "1536");
+    assert.equal(resources?.memory_limit_in_bytes, String(256 << 20));
     assert.equal(after.status?.state, "SANDBOX_READY");
     assert.equal(after.status?.network?.ip, before.status?.network?.ip);
     assert.equal(after.status?.created_at, before.status?.created_at);
