@@ -1,6 +1,6 @@
-// CreateContainer: a writable snapshot from the image, the OCI spec built from
-// the CRI config, the sandbox and the image, a containerd container record with
-// crib's metadata, and the stdio FIFOs. Every step has its undo.
+// CreateContainer: a writable snapshot from the image, the image volumes, the
+// OCI spec built from the CRI config, the sandbox and the image, a containerd
+// container record with crib's metadata, and the stdio FIFOs. Every step has its undo.
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type * as cri from "../proto/gen/cri/types.js";
@@ -22,6 +22,7 @@ import { ContainerIo } from "../runtime/container-io.js";
 import { filePaths } from "../runtime/sandbox-files.js";
 import { taskState } from "../runtime/containerd/tasks.js";
 import { containerEvent } from "./container-events.js";
+import { prepareImageVolumes } from "./image-volumes.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
   const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -44,6 +45,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   const imageConfig = image.config.config ?? {};
 
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]);
+  const imageVolumes = await prepareImageVolumes(deps, id, config, undo, signal);
   const mounts = await prepareSnapshot(deps.containerd, id, image.chainId, signal);
   undo.defer("remove snapshot", (s) => removeSnapshot(deps.containerd, id, s));
 
@@ -77,6 +79,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
     hostDevices: privileged ? await hostDevices() : [],
     ...(seccompProfile ? { seccompProfile } : {}),
     ...(targetPid !== undefined ? { targetPid } : {}),
+    imageVolumes: imageVolumes.sources,
   });
   for (const w of warnings) log.warn({ warning: w }, "container spec");
 
@@ -86,6 +89,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
     imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,
     logPath, stopSignal: imageConfig.StopSignal ?? "", ioDir: join(deps.config.state, "containers", id, "io"),
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+    ...(imageVolumes.volumes.length ? { imageVolumes: imageVolumes.volumes } : {}),
   };
   const handler = deps.config.runtimes[sandbox.runtimeHandler] ?? deps.config.runtimes[deps.config.default_runtime]!;
   await createContainer(deps.containerd, {

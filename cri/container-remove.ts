@@ -1,5 +1,6 @@
-// RemoveContainer: force-stop, then the task, the record, the snapshot and the
-// FIFOs. An unknown container is a success. The log file stays (kubelet owns it).
+// RemoveContainer: force-stop, then the task, the image volumes, the record, the
+// snapshot and the FIFOs. An unknown container is a success. The log file stays
+// (kubelet owns it).
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
@@ -8,6 +9,7 @@ import { required } from "../runtime/errors.js";
 import { deleteContainer, deleteTask } from "../runtime/containerd/tasks.js";
 import { stopContainer } from "./container-stop.js";
 import { containerEvent } from "./container-events.js";
+import { removeImageVolumes } from "./image-volumes.js";
 
 export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerRequest, ctx: CallContext): Promise<cri.RemoveContainerResponse__Input> {
   const c = deps.containers.find(required(req.container_id, "container_id"));
@@ -18,6 +20,7 @@ export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerReq
 export async function removeContainer(deps: Deps, c: Container, ctx: CallContext): Promise<void> {
   await stopContainer(deps, c, 0, ctx);
   await deleteTask(deps.containerd, c.id, ctx.signal);
+  await removeImageVolumes(deps, c.id, c.config, ctx.signal);
   await deleteContainer(deps.containerd, c.id, ctx.signal);
   await deps.io.get(c.id)?.remove();
   deps.io.delete(c.id);

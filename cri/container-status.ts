@@ -14,6 +14,14 @@ export function containerSummary(c: Container): cri.Container__Input {
   };
 }
 
+/** The CRI mounts, an image volume's with the ID of the image mounted (image.image_ref). */
+function statusMounts(c: Container): cri.Mount__Input[] {
+  return c.config.mounts.map((m, i) => {
+    const volume = c.imageVolumes?.find((v) => v.mount === i);
+    return volume && m.image ? { ...m, image: { ...m.image, image_ref: volume.imageId } } : m;
+  });
+}
+
 /** The status as ContainerStatus (not verbose) and the container events report it. */
 export function containerStatusOf(c: Container): cri.ContainerStatus__Input {
   const s = c.status;
@@ -23,7 +31,7 @@ export function containerStatusOf(c: Container): cri.ContainerStatus__Input {
     exit_code: s.exitCode, reason: s.reason, message: s.message,
     image: { image: c.imageRef, annotations: c.config.image?.annotations ?? {}, user_specified_image: c.imageRef },
     image_ref: c.imageDigestRef, image_id: c.imageId,
-    labels: c.config.labels, annotations: c.config.annotations, mounts: c.config.mounts, log_path: c.logPath,
+    labels: c.config.labels, annotations: c.config.annotations, mounts: statusMounts(c), log_path: c.logPath,
     ...(s.resources ? { resources: { linux: s.resources } } : {}),
     ...(c.user ? { user: { linux: { uid: c.user.uid, gid: c.user.gid, supplemental_groups: c.user.additionalGids } } } : {}),
   };

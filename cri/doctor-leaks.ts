@@ -13,6 +13,8 @@ import type { Containerd } from "../runtime/containerd/client.js";
 import { removeSnapshot, SNAPSHOTTER } from "../runtime/containerd/tasks.js";
 import { NetnsManager } from "../runtime/netns.js";
 import { loadNetworkConfig } from "../cni/config.js";
+import { imageVolumeOwner } from "../runtime/image-volume.js";
+import { mountPoints } from "../runtime/mount.js";
 
 const run = promisify(execFile);
 /** host-local's default data directory; a network config's ipam.dataDir overrides it. */
@@ -101,13 +103,6 @@ const ipLeaks = needsContainerd("leaked-ips", async (ctx, _c, k) => {
   return leakVerdict("leaked-ips", ["IP reservation", "IP reservations"], leaks, [...dirs].join(", "));
 });
 
-/** Mount points from /proc/self/mountinfo, with its octal escapes decoded. */
-async function mountPoints(): Promise<string[]> {
-  const text = await readFile("/proc/self/mountinfo", "utf8");
-  return text.split("\n").filter(Boolean)
-    .map((line) => (line.split(" ")[4] ?? "").replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
-}
-
 /** The sandbox or container a mount under crib's directories belongs to, if it is one crib makes. */
 function ownerOf(ctx: DoctorContext, mountPoint: string): string | undefined {
   for (const base of [ctx.config.state, ctx.config.root]) {
@@ -115,6 +110,7 @@ function ownerOf(ctx: DoctorContext, mountPoint: string): string | undefined {
     if (rel.startsWith("..") || rel === "" || rel.startsWith("/")) continue;
     const parts = rel.split("/");
     if (parts[0] === "sandboxes" && parts[1]) return parts[1];
+    if (parts[0] === "containers" && parts[1]) return parts[1]; // image volumes
     // <state>/containerd/io.containerd.runtime.v2.task/<namespace>/<id>/rootfs: crib's own containerd
     const task = parts.indexOf(TASK_DIR);
     if (task >= 0 && parts[task + 1] === ctx.config.containerd.namespace && parts[task + 2]) return parts[task + 2];
@@ -157,6 +153,7 @@ const snapshotLeaks = needsContainerd("leaked-snapshots", async (ctx, c, k) => {
     for (const info of page.info) {
       // committed snapshots are image layers: containerd's garbage collector owns them
       if (info.kind === "COMMITTED" || k.snapshotKeys.has(info.name) || leased.has(info.name)) continue;
+      if (k.containers.has(imageVolumeOwner(info.name) ?? "")) continue;
       const created = Number(info.created_at?.seconds ?? 0) * 1000;
       if (ctx.leakAgeMs > 0 && Date.now() - created < ctx.leakAgeMs) continue;
       leaks.push({

@@ -10,6 +10,7 @@ import { extensionOf, taskState } from "../runtime/containerd/tasks.js";
 import { ContainerIo } from "../runtime/container-io.js";
 import { settleExit } from "./exits.js";
 import { sandboxEvent } from "./container-events.js";
+import { restoreImageVolumes } from "./image-volumes.js";
 
 export async function recover(deps: Deps): Promise<void> {
   const { containers } = await deps.containerd.containers.List({ filters: [`labels."${KIND_LABEL}"`] });
@@ -38,6 +39,9 @@ export async function recover(deps: Deps): Promise<void> {
       await io.open(!fifosExist);
       if (task && task.status !== "STOPPED") await io.started();
       deps.io.set(meta.id, io);
+    }
+    if (status.state === "CONTAINER_CREATED" && !task) {
+      await restoreImageVolumes(deps, c).catch((err: unknown) => deps.log.error({ err, container: meta.id.slice(0, 12) }, "cannot mount image volumes again"));
     }
     if (status.state === "CONTAINER_CREATED" && task && task.status === "RUNNING") {
       // crib died between the task's start and recording it

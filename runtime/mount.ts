@@ -1,7 +1,9 @@
-// Mounting containerd's snapshot mounts briefly, e.g. to read /etc/passwd from
-// a container's rootfs before it exists (as containerd's WithUser does).
+// Mounting containerd's snapshot mounts on the host: briefly, e.g. to read
+// /etc/passwd from a container's rootfs before it exists (as containerd's
+// WithUser does), or for a container's lifetime (image volumes).
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, realpath, rm } from "node:fs/promises";
+import { resolve } from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -12,20 +14,45 @@ export interface MountSpec {
   options: string[];
 }
 
-export async function withTempMount<T>(mounts: MountSpec[], fn: (root: string) => Promise<T>): Promise<T> {
-  const target = await mkdtemp("/tmp/crib-mount-");
-  const mounted: string[] = [];
+/** Mounts `mounts` on the directory `target`, in order; read-only when `readonly`. Nothing stays mounted if one fails. */
+export async function mountAll(mounts: MountSpec[], target: string, readonly = false): Promise<void> {
   try {
     for (const m of mounts) {
-      const options = m.type === "bind" ? [...m.options.filter((o) => o !== "rw"), "ro"] : m.options;
+      const options = readonly || m.type === "bind" ? [...m.options.filter((o) => o !== "rw"), "ro"] : m.options;
       await run("mount", ["-t", m.type, ...(options.length ? ["-o", options.join(",")] : []), m.source, target]);
-      mounted.push(target);
     }
+  } catch (err) {
+    await unmountAll(target).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Unmounts everything mounted on `target` (lazily when busy); not mounted is fine. */
+export async function unmountAll(target: string): Promise<void> {
+  while (await isMountPoint(target)) await run("umount", [target]).catch(() => run("umount", ["-l", target]));
+}
+
+export async function withTempMount<T>(mounts: MountSpec[], fn: (root: string) => Promise<T>): Promise<T> {
+  const target = await mkdtemp("/tmp/crib-mount-");
+  try {
+    await mountAll(mounts, target);
     return await fn(target);
   } finally {
-    for (const t of mounted.reverse()) await run("umount", [t]).catch(() => run("umount", ["-l", t]).catch(() => undefined));
+    await unmountAll(target).catch(() => undefined);
     await rm(target, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/** Mount points from /proc/self/mountinfo, with its octal escapes decoded. */
+export async function mountPoints(): Promise<string[]> {
+  const text = await readFile("/proc/self/mountinfo", "utf8");
+  return text.split("\n").filter(Boolean)
+    .map((line) => (line.split(" ")[4] ?? "").replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+}
+
+export async function isMountPoint(path: string): Promise<boolean> {
+  const real = await realpath(path).catch(() => resolve(path)); // mountinfo has no symlinks
+  return (await mountPoints()).includes(real);
 }
 
 /**

@@ -30,6 +30,15 @@ export interface ContainerMeta {
   ioDir: string;
   /** the user the process runs as */
   user?: { uid: number; gid: number; additionalGids: number[] };
+  /** the image volumes among config.mounts (cri/image-volumes.ts) */
+  imageVolumes?: ImageVolume[];
+}
+
+export interface ImageVolume {
+  /** index in config.mounts */
+  mount: number;
+  /** the ID (config digest) of the image mounted */
+  imageId: string;
 }
 
 export type ContainerStateName = "CONTAINER_CREATED" | "CONTAINER_RUNNING" | "CONTAINER_EXITED" | "CONTAINER_UNKNOWN";

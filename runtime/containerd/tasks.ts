@@ -28,14 +28,13 @@ export interface NewContainer {
   extensions: Record<string, unknown>;
 }
 
-/** A writable snapshot for container `key` on top of the image's layers; returns its mounts. */
-export async function prepareSnapshot(c: Containerd, key: string, parent: string, signal?: AbortSignal) {
-  const { mounts } = await c.snapshots.Prepare({
-    snapshotter: SNAPSHOTTER,
-    key,
-    parent,
-    labels: { "containerd.io/gc.root": new Date().toISOString() },
-  }, signal);
+/**
+ * A writable snapshot for container `key` on top of the image's layers (a
+ * read-only one with `view`); returns its mounts. Kept from garbage collection until removed.
+ */
+export async function prepareSnapshot(c: Containerd, key: string, parent: string, signal?: AbortSignal, view = false) {
+  const request = { snapshotter: SNAPSHOTTER, key, parent, labels: { "containerd.io/gc.root": new Date().toISOString() } };
+  const { mounts } = await (view ? c.snapshots.View(request, signal) : c.snapshots.Prepare(request, signal));
   return mounts;
 }
 
@@ -126,12 +125,27 @@ export async function killTask(c: Containerd, id: string, signal: number, opts: 
 }
 
 /** Deletes the task (its exit status is kept by crib beforehand); absent → fine. */
-export async function deleteTask(c: Containerd, id: string, signal?: AbortSignal): Promise<void> {
-  try {
-    await c.tasks.Delete({ container_id: id }, signal);
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
+const deletes = new WeakMap<Containerd, Map<string, Promise<void>>>();
+
+/**
+ * Deletes a task; absent → fine. Concurrent calls for one task (the exit
+ * handler's and RemoveContainer's) share one Delete: two at once can fail with
+ * "ttrpc: closed" as the shim goes away under the second.
+ */
+export function deleteTask(c: Containerd, id: string, signal?: AbortSignal): Promise<void> {
+  const inFlight = deletes.get(c) ?? new Map<string, Promise<void>>();
+  deletes.set(c, inFlight);
+  const pending = inFlight.get(id);
+  if (pending) return pending;
+  const done = (async () => {
+    try {
+      await c.tasks.Delete({ container_id: id }, signal);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  })().finally(() => inFlight.delete(id));
+  inFlight.set(id, done);
+  return done;
 }
 
 export async function removeSnapshot(c: Containerd, key: string, signal?: AbortSignal): Promise<void> {

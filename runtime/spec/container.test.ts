@@ -250,6 +250,13 @@ test("a recursive read-only mount is rro and must be read-only and private", () 
   assert.throws(() => build({ mounts: [{ container_path: "/ro", host_path: "/h", recursive_read_only: true }] }), invalid(/needs readonly/));
 });
 
+test("an image volume binds the host path its image is mounted on, read-only and private", () => {
+  const volume = { container_path: "/vol", readonly: true, image: { image: "sha256:abc" }, image_sub_path: "etc" };
+  const spec = build({ mounts: [{ container_path: "/h", host_path: "/h" }, volume] }, { imageVolumes: new Map([[1, "/var/lib/crib/containers/c/image-volumes/1/etc"]]) });
+  assert.deepEqual(mountAt(spec, "/vol"), { destination: "/vol", type: "bind", source: "/var/lib/crib/containers/c/image-volumes/1/etc", options: ["rbind", "rprivate", "ro"] });
+  assert.throws(() => build({ mounts: [volume] }), invalid(/mounts\[0\]: image volume "sha256:abc" was not prepared/));
+});
+
 test("a relative container path or a missing host path is refused", () => {
   assert.throws(() => build({ mounts: [{ container_path: "data", host_path: "/h" }] }), invalid(/must be an absolute path/));
   assert.throws(() => build({ mounts: [{ container_path: "/data", host_path: "" }] }), invalid(/host_path is required/));

@@ -74,6 +74,8 @@ export interface ContainerSpecInput {
   seccompProfileRoot?: string;
   /** The pid of the target container when namespace_options.pid is TARGET. */
   targetPid?: number;
+  /** The host path bound for each image volume, by index in config.mounts (cri/image-volumes.ts). */
+  imageVolumes?: ReadonlyMap<number, string>;
 }
 
 const securityContext = (input: ContainerSpecInput): LinuxContainerSecurityContext | null =>
@@ -217,13 +219,14 @@ export const withSeccomp: Step<ContainerSpecInput> = (spec, input) => {
 
 const propagationOption = { PROPAGATION_PRIVATE: "rprivate", PROPAGATION_HOST_TO_CONTAINER: "rslave", PROPAGATION_BIDIRECTIONAL: "rshared" } as const;
 
-/** A CRI mount as an OCI bind mount. */
-export function bindMount(mount: CriMount, field: string): Mount {
+/** A CRI mount as an OCI bind mount; an image volume's from `imageVolume`, the host path its image is mounted on. */
+export function bindMount(mount: CriMount, field: string, imageVolume?: string): Mount {
   if (mount.container_path === "" || !mount.container_path.startsWith("/")) {
     throw invalidArgument(`${field}.container_path "${mount.container_path}" must be an absolute path`);
   }
   if (mount.image !== null && mount.image.image !== "") {
-    throw invalidArgument(`${field}: image volumes ("${mount.image.image}") are not supported`);
+    if (imageVolume === undefined) throw invalidArgument(`${field}: image volume "${mount.image.image}" was not prepared`);
+    return { destination: mount.container_path, type: "bind", source: imageVolume, options: ["rbind", "rprivate", "ro"] };
   }
   if (mount.host_path === "") throw invalidArgument(`${field}.host_path is required for "${mount.container_path}"`);
   if (mount.uidMappings.length > 0 || mount.gidMappings.length > 0) {
@@ -295,7 +298,7 @@ export const withMounts: Step<ContainerSpecInput> = (spec, input) => {
   }
 
   const binds = all
-    .map((m, i) => ({ mount: m, bind: bindMount(m, i < criMounts.length ? `mounts[${i}]` : "sandbox mount") }))
+    .map((m, i) => ({ mount: m, bind: i < criMounts.length ? bindMount(m, `mounts[${i}]`, input.imageVolumes?.get(i)) : bindMount(m, "sandbox mount") }))
     .sort((a, b) => depth(a.mount.container_path) - depth(b.mount.container_path));
   const propagations = new Set(all.map((m) => m.propagation));
   const rootfsPropagation = propagations.has("PROPAGATION_BIDIRECTIONAL")
