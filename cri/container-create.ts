@@ -100,7 +100,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   }, signal, true);
   undo.defer("delete container", (s) => deleteContainer(deps.containerd, id, s));
 
-  const io = new ContainerIo({ dir: meta.ioDir, stdin: config.stdin, tty: config.tty, logPath, maxLineSize: deps.config.containers.max_log_line_size });
+  const io = new ContainerIo({ dir: meta.ioDir, stdin: config.stdin, tty: config.tty, logPath, maxLineSize: deps.config.containers.max_log_line_size, fifos: deps.fifos });
   await io.open(true);
   undo.defer("remove io", () => io.remove());
 

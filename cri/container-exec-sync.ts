@@ -40,7 +40,7 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
   const cap = deps.config.containers.exec_sync_max_output;
   const exec = new ExecProcess(deps.containerd, {
     containerId: c.id, process: { ...base, args: req.cmd, terminal: false },
-    stdin: false, stdout: true, stderr: true, tty: false, dir: join(deps.config.state, "exec"),
+    stdin: false, stdout: true, stderr: true, tty: false, dir: join(deps.config.state, "exec"), fifos: deps.fifos,
   });
   const timeout = Number(req.timeout) > 0 ? AbortSignal.timeout(Number(req.timeout) * 1000) : undefined;
   const signal = timeout ? AbortSignal.any([ctx.signal, timeout]) : ctx.signal;

@@ -7,6 +7,7 @@ import type { NetnsManager } from "../runtime/netns.js";
 import type { CniNetwork } from "../cni/network.js";
 import type { HostFacts } from "../runtime/spec/host.js";
 import type { RuncFeatures } from "../runtime/runc-features.js";
+import type { FifoMaker } from "../runtime/fifo.js";
 import type { ImageConfig } from "../runtime/image/oci.js";
 import type { SandboxStore, Sandbox } from "./store/sandboxes.js";
 import type { ContainerStore } from "./store/containers.js";
@@ -61,6 +62,8 @@ export interface Deps {
   netns: NetnsManager;
   cni: CniNetwork;
   host: HostFacts;
+  /** stdio FIFOs for execs and containers, made ahead of need */
+  fifos: FifoMaker;
   /** what each configured runtime handler's runc supports, by handler name */
   runtimeFeatures: ReadonlyMap<string, RuncFeatures>;
   events: TaskEvents;

@@ -34,7 +34,7 @@ export async function recover(deps: Deps): Promise<void> {
     if (status.state === "CONTAINER_EXITED") continue;
     const task = await taskState(deps.containerd, meta.id);
     const fifosExist = await stat(meta.ioDir).then(() => true, () => false);
-    const io = new ContainerIo({ dir: meta.ioDir, stdin: meta.config.stdin, tty: meta.config.tty, logPath: meta.logPath, maxLineSize: deps.config.containers.max_log_line_size });
+    const io = new ContainerIo({ dir: meta.ioDir, stdin: meta.config.stdin, tty: meta.config.tty, logPath: meta.logPath, maxLineSize: deps.config.containers.max_log_line_size, fifos: deps.fifos });
     if (status.state === "CONTAINER_CREATED" || (task && task.status !== "STOPPED")) {
       await io.open(!fifosExist);
       if (task && task.status !== "STOPPED") await io.started();

@@ -14,6 +14,7 @@ import { NetnsManager } from "../runtime/netns.js";
 import { CniNetwork } from "../cni/network.js";
 import { readHostFacts } from "../runtime/spec/host.js";
 import { probeRuncFeatures } from "../runtime/runc-features.js";
+import { FifoPool } from "../runtime/fifo.js";
 import { TaskEvents } from "../runtime/containerd/events.js";
 import { SandboxStore } from "./store/sandboxes.js";
 import { ContainerStore } from "./store/containers.js";
@@ -95,6 +96,7 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
       observe: (command, seconds, failed) => metrics.cniDone(command, seconds, !failed) }),
     host,
     runtimeFeatures,
+    fifos: await FifoPool.create(join(config.state, "fifos")),
     events: undefined as unknown as TaskEvents,
     sandboxes: new SandboxStore(),
     containers: new ContainerStore(join(config.root, "containers")),

@@ -30,7 +30,7 @@ export class CribStreamingRuntime implements StreamingRuntime {
     const base = await baseProcess(deps, c, signal);
     const proc = new ExecProcess(deps.containerd, {
       containerId: c.id, process: { ...base, args: req.cmd, terminal: req.tty },
-      stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: req.tty, dir: join(deps.config.state, "exec"),
+      stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: req.tty, dir: join(deps.config.state, "exec"), fifos: deps.fifos,
     });
     const log = this.#log.child({ container: c.id.slice(0, 12), exec: proc.execId });
     try {

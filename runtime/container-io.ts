@@ -5,7 +5,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import type { Socket } from "node:net";
-import { mkfifo, openFifoReader, openFifoWriter } from "./fifo.js";
+import { openFifoReader, openFifoWriter, spawnMkfifo, type FifoMaker } from "./fifo.js";
 import { CriLogWriter } from "./cri-log.js";
 
 export interface IoOptions {
@@ -14,6 +14,8 @@ export interface IoOptions {
   tty: boolean;
   logPath: string;
   maxLineSize: number;
+  /** where the FIFOs come from (default: a mkfifo process) */
+  fifos?: FifoMaker;
 }
 
 export class ContainerIo {
@@ -43,7 +45,7 @@ export class ContainerIo {
     const p = this.paths;
     if (fresh) {
       await mkdir(this.#opts.dir, { recursive: true, mode: 0o700 });
-      await mkfifo(p.stdin, p.stdout, p.stderr);
+      await (this.#opts.fifos ?? spawnMkfifo).make(p.stdin, p.stdout, p.stderr);
     }
     if (this.#opts.logPath) {
       this.#log = new CriLogWriter(this.#opts.logPath, this.#opts.maxLineSize);

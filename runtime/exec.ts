@@ -9,7 +9,7 @@ import { jsonAny } from "../proto/load.js";
 import type { Containerd } from "./containerd/client.js";
 import { PROCESS_TYPE, killTask } from "./containerd/tasks.js";
 import { isNotFound } from "./containerd/errors.js";
-import { mkfifo, openFifoReader, openFifoWriter } from "./fifo.js";
+import { openFifoReader, openFifoWriter, spawnMkfifo, type FifoMaker } from "./fifo.js";
 
 export interface OciProcess {
   args: string[];
@@ -29,6 +29,8 @@ export interface ExecOptions {
   tty: boolean;
   /** parent of the per-exec FIFO dir */
   dir: string;
+  /** where the FIFOs come from (default: a mkfifo process) */
+  fifos?: FifoMaker;
 }
 
 export class ExecProcess {
@@ -58,7 +60,7 @@ export class ExecProcess {
     // The runc shim opens both output paths once it has any stdio: every FIFO is
     // made, and output nobody asked for is read and dropped.
     const paths = { stdin: path("stdin", stdin), stdout: path("stdout", true), stderr: path("stderr", !tty) };
-    await mkfifo(...Object.values(paths));
+    await (this.#opts.fifos ?? spawnMkfifo).make(...Object.values(paths));
     for (const [name, want] of [["stdout", stdout], ["stderr", stderr && !tty]] as const) {
       const p = paths[name];
       if (!p) continue;

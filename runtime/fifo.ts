@@ -2,9 +2,11 @@
 // handles (epoll on a non-blocking fd), never through its thread pool, so many
 // containers' logs never starve other work.
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { close as closeFd, constants, open as openFd } from "node:fs";
-import { rm } from "node:fs/promises";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { Socket } from "node:net";
+import { join } from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -16,6 +18,63 @@ const close = promisify(closeFd);
 export async function mkfifo(...paths: string[]): Promise<void> {
   const wanted = paths.filter(Boolean);
   if (wanted.length > 0) await run("mkfifo", ["-m", "0600", ...wanted]);
+}
+
+/** Makes FIFOs at the given paths ("" skipped). */
+export interface FifoMaker {
+  make(...paths: string[]): Promise<void>;
+}
+
+export const spawnMkfifo: FifoMaker = { make: mkfifo };
+
+/**
+ * FIFOs made ahead of need, so that an exec or a container start does not wait
+ * for a mkfifo process on its request path: make() renames pooled FIFOs into
+ * place (the pool's directory must be on the same file system) and refills the
+ * pool in the background, one mkfifo process per batch.
+ */
+export class FifoPool implements FifoMaker {
+  #ready: string[] = [];
+  #refilling: Promise<void> | undefined;
+
+  private constructor(readonly dir: string, readonly batch: number) {}
+
+  /** A pool in `dir`, emptied of whatever a previous crib left there, and filling. */
+  static async create(dir: string, batch = 32): Promise<FifoPool> {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const pool = new FifoPool(dir, batch);
+    pool.#refill();
+    return pool;
+  }
+
+  get ready(): number {
+    return this.#ready.length;
+  }
+
+  async make(...paths: string[]): Promise<void> {
+    const missing: string[] = [];
+    for (const path of paths.filter(Boolean)) {
+      const pooled = this.#ready.pop();
+      if (pooled === undefined) missing.push(path);
+      else await rename(pooled, path).catch(() => missing.push(path));
+    }
+    if (this.#ready.length < this.batch / 2) this.#refill();
+    await mkfifo(...missing);
+  }
+
+  /** Settles once a refill in progress is done. */
+  async filled(): Promise<void> {
+    await this.#refilling;
+  }
+
+  #refill(): void {
+    if (this.#refilling) return;
+    const names = Array.from({ length: this.batch - this.#ready.length }, () => join(this.dir, randomBytes(8).toString("hex")));
+    this.#refilling = mkfifo(...names)
+      .then(() => void this.#ready.push(...names), () => undefined)
+      .finally(() => { this.#refilling = undefined; });
+  }
 }
 
 /**
