@@ -10,7 +10,7 @@ import { Rollback } from "./rollback.js";
 import { newId, nowNanos } from "./sandbox-run.js";
 import { CONTAINER_EXTENSION, containerNameKey, type Container, type ContainerMeta } from "./store/containers.js";
 import { KIND_LABEL } from "./store/sandboxes.js";
-import { alreadyExists, failedPrecondition, notFound, required } from "../runtime/errors.js";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, required } from "../runtime/errors.js";
 import { createContainer, deleteContainer, prepareSnapshot, removeSnapshot } from "../runtime/containerd/tasks.js";
 import { layerDirs, withTempMount, type MountSpec } from "../runtime/mount.js";
 import { lstat } from "node:fs/promises";
@@ -31,6 +31,11 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   required(metadata.name, "config.metadata.name");
   const imageRef = required(config.image?.image, "config.image.image");
   if (sandbox.state !== "SANDBOX_READY") throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
+  const handlerName = sandbox.runtimeHandler || deps.config.default_runtime;
+  const rro = config.mounts.find((m) => m.recursive_read_only);
+  if (rro && !deps.runtimeFeatures.get(handlerName)?.recursiveReadOnly) {
+    throw invalidArgument(`mount "${rro.container_path}": runtime handler "${handlerName}" cannot make recursive read-only mounts (needs runc >= 1.1 and Linux >= 5.12)`);
+  }
 
   const key = containerNameKey(sandbox.id, metadata);
   const id = newId();
@@ -91,7 +96,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
     ...(imageVolumes.volumes.length ? { imageVolumes: imageVolumes.volumes } : {}),
   };
-  const handler = deps.config.runtimes[sandbox.runtimeHandler] ?? deps.config.runtimes[deps.config.default_runtime]!;
+  const handler = deps.config.runtimes[handlerName] ?? deps.config.runtimes[deps.config.default_runtime]!;
   await createContainer(deps.containerd, {
     id, image: image.name, parent: image.chainId, spec,
     runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },

@@ -2,9 +2,9 @@
 // a user would: /proc/self/status, mountinfo, cgroup files, id, logs.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { execFile } from "node:child_process";
-import { release } from "node:os";
+import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { PodEnv } from "../fixtures/pod-env.js";
@@ -288,6 +288,37 @@ describe("containers across a crib crash", () => {
     }
     times.sort((a, b) => a - b);
     assert.ok(times[Math.floor(times.length * 0.9)]! < 1000, `p90 ListContainers ${times[45]?.toFixed(1)} ms while 20 containers log`);
+  });
+});
+
+describe("a runtime handler whose runc cannot make recursive read-only mounts", () => {
+  let env: PodEnv;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "crib-old-runc-"));
+    const runc = (await run("sh", ["-c", "command -v runc"])).stdout.trim();
+    // a runc from before `runc features`
+    await writeFile(join(dir, "old-runc"), `#!/bin/sh\n[ "$1" = features ] && { echo "unknown command features" >&2; exit 1; }\nexec ${runc} "$@"\n`, { mode: 0o755 });
+    env = await PodEnv.start({
+      config: { runtimes: { runc: { runtime_type: "io.containerd.runc.v2" }, old: { runtime_type: "io.containerd.runc.v2", binary_name: join(dir, "old-runc") } } },
+    });
+  });
+  after(async () => {
+    await env?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is reported without the feature, and a container asking for one is refused with INVALID_ARGUMENT", async () => {
+    const { runtime_handlers } = await env.client.runtime.Status({});
+    assert.equal(runtime_handlers.find((h) => h.name === "old")?.features?.recursive_read_only_mounts, false);
+    const config = env.sandboxConfig("old");
+    const { pod_sandbox_id } = await env.client.runtime.RunPodSandbox({ config, runtime_handler: "old" });
+    await assert.rejects(
+      env.runContainer({ id: pod_sandbox_id, config }, "rro", { mounts: [{ container_path: "/rro", host_path: dir, readonly: true, recursive_read_only: true }] }),
+      (e: { code: number; details: string }) => e.code === 3 && /\/rro.*recursive read-only/.test(e.details),
+    );
+    const { containers } = await env.client.runtime.ListContainers({});
+    assert.equal(containers.length, 0, "nothing half-created");
   });
 });
 
