@@ -20,7 +20,9 @@ export async function recover(deps: Deps): Promise<void> {
     if (!meta) continue;
     const task = await taskState(deps.containerd, meta.id);
     const running = task?.status === "RUNNING";
-    deps.sandboxes.add({ ...meta, state: running ? "SANDBOX_READY" : "SANDBOX_NOTREADY", pid: task?.pid ?? 0, networkDown: false });
+    // crib may have died between the CNI ADD and recording the IPs: its cached result has them
+    const ips = meta.ips.length > 0 || !meta.netnsPath ? meta.ips : (await deps.cni.cached(meta.id).catch(() => undefined))?.parsed?.podIps ?? [];
+    deps.sandboxes.add({ ...meta, ips: [...ips], state: running ? "SANDBOX_READY" : "SANDBOX_NOTREADY", pid: task?.pid ?? 0, networkDown: false });
   }
   for (const record of containers) {
     if (record.labels[KIND_LABEL] !== "container") continue;

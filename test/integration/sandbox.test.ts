@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { PodEnv, leftovers } from "../fixtures/pod-env.js";
 import type * as cri from "../../proto/gen/cri/types.js";
+import { SANDBOX_EXTENSION, type SandboxMeta } from "../../cri/store/sandboxes.js";
+import { extensionOf, updateExtension } from "../../runtime/containerd/tasks.js";
 
 const run = promisify(execFile);
 
@@ -134,6 +136,30 @@ describe("pod sandboxes", () => {
     await env.client.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id });
     const files: string[] = await readdir(join(env.ipamDir, "crib-test")).catch(() => []);
     assert.ok(!files.includes(before.status?.network?.ip ?? "-"), "its IP was released");
+  });
+});
+
+describe("a crib crash between the CNI ADD and recording the pod IPs", () => {
+  let env: PodEnv;
+  before(async () => { env = await PodEnv.start(); });
+  after(async () => { await env?.close(); });
+
+  it("gives the pod its IP back from the CNI result cache", async () => {
+    const pod = await env.runPod("unrecorded");
+    const ip = (await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id })).status?.network?.ip;
+    assert.ok(ip);
+    await env.crib.stopProcess("SIGKILL");
+    // the record as it is before RunPodSandbox writes the IPs into it
+    const ctd = env.containerd.client("crib-test");
+    try {
+      const { container } = await ctd.containers.Get({ id: pod.id });
+      const meta = extensionOf<SandboxMeta>(container!, SANDBOX_EXTENSION)!;
+      await updateExtension(ctd, pod.id, SANDBOX_EXTENSION, { ...meta, ips: [] });
+    } finally {
+      ctd.close();
+    }
+    await env.crib.startProcess();
+    assert.equal((await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id })).status?.network?.ip, ip);
   });
 });
 
