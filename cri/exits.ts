@@ -6,14 +6,26 @@ import type { Container } from "./store/containers.js";
 import type { TaskEvent } from "../runtime/containerd/events.js";
 import { toNanos } from "../runtime/containerd/events.js";
 import { deleteTask, taskState } from "../runtime/containerd/tasks.js";
+import { CgroupStats, oomKills } from "../runtime/cgroup-stats.js";
+import { cgroupsPath } from "../runtime/spec/resources.js";
 import { containerEvent, sandboxEvent } from "./container-events.js";
 
 const LOG_DRAIN_MS = 5000;
 const oomKilled = new Set<string>();
+const cgroups = new CgroupStats();
 
-export function reasonFor(c: Container, exitCode: number): string {
-  if (oomKilled.has(c.id)) return "OOMKilled";
-  return exitCode === 0 ? "Completed" : "Error";
+/**
+ * Whether the kernel's OOM killer struck in the container's memory cgroup.
+ * containerd's OOM event is missed when the kill comes before the shim watches
+ * the cgroup (a process over its limit at once), so the kernel's count is read
+ * while the task, and with it the cgroup, still exists. Only the cgroupfs
+ * driver's cgroup is known by path; systemd removes a scope's at the exit anyway.
+ */
+async function oomKilledInCgroup(deps: Deps, c: Container): Promise<boolean> {
+  const sandbox = deps.sandboxes.find(c.sandboxId);
+  if (!sandbox || deps.host.systemdCgroup) return false;
+  const { memory } = await cgroups.ofPath(cgroupsPath(sandbox.config.linux?.cgroup_parent ?? "", c.id, false));
+  return memory !== undefined && (await oomKills(memory)) > 0;
 }
 
 const dateNanos = (d: Date): string => (BigInt(d.getTime()) * 1_000_000n).toString();
@@ -26,8 +38,11 @@ async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt
   const started = c.status.startedAt === "0" ? finishedAt : c.status.startedAt;
   const floor = [c.createdAt, started].reduce((a, b) => (BigInt(a) > BigInt(b) ? a : b));
   const finished = BigInt(finishedAt) < BigInt(floor) ? floor : finishedAt;
+  const oom = oomKilled.has(c.id) || (exitCode !== 0 && (await oomKilledInCgroup(deps, c).catch(() => false)));
+  const reason = oom ? "OOMKilled" : exitCode === 0 ? "Completed" : "Error";
+  if ((c.status.state as string) === "CONTAINER_EXITED") return;
   await deps.containers.setStatus(c, {
-    state: "CONTAINER_EXITED", exitCode, finishedAt: finished, reason: reasonFor(c, exitCode), stopping: false, pid: 0,
+    state: "CONTAINER_EXITED", exitCode, finishedAt: finished, reason, stopping: false, pid: 0,
     ...(c.status.startedAt === "0" ? { startedAt: BigInt(started) < BigInt(c.createdAt) ? c.createdAt : started } : {}),
   });
   containerEvent(deps, "CONTAINER_STOPPED_EVENT", c);
@@ -38,7 +53,15 @@ async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt
 
 export function handleTaskEvent(deps: Deps, e: TaskEvent): void {
   if (e.kind === "oom") {
-    oomKilled.add(e.containerId);
+    const c = deps.containers.find(e.containerId);
+    // the OOM event may come after the exit was recorded: the reason follows it, as in containerd's CRI plugin
+    if (c?.status.state === "CONTAINER_EXITED") {
+      if (c.status.reason !== "OOMKilled") {
+        void deps.containers.setStatus(c, { reason: "OOMKilled" }).catch((err: unknown) => deps.log.warn({ err: String(err) }, "recording an OOM kill failed"));
+      }
+    } else if (c) {
+      oomKilled.add(e.containerId);
+    }
     return;
   }
   if (e.kind !== "exit" || (e.execId !== "" && e.execId !== e.containerId)) return;

@@ -1,6 +1,7 @@
 // CPU, memory and process figures of a cgroup, read from the cgroup file
 // system. The cgroup is found from a process in it (/proc/<pid>/cgroup), so
-// the cgroupfs and systemd drivers are alike; each controller is read from its
+// the cgroupfs and systemd drivers are alike (or, for the cgroupfs driver, by
+// its path, once the process is gone); each controller is read from its
 // v1 hierarchy when it has one, else from the unified (v2) one, so v1, v2 and
 // hybrid hosts all work.
 import { readFile } from "node:fs/promises";
@@ -159,7 +160,18 @@ export class CgroupStats {
     if (!(pid > 0)) return undefined;
     const text = await readText(join(this.#proc, String(pid), "cgroup"));
     if (text === undefined) return undefined;
-    const paths = parseProcCgroup(text);
+    const dirs = await this.#locate(parseProcCgroup(text));
+    if (mustContain !== undefined && ![dirs.cpu, dirs.memory, dirs.pids].some((d) => d?.dir.includes(mustContain))) return undefined;
+    return dirs;
+  }
+
+  /** The cgroup at `path` in every hierarchy, as the cgroupfs driver names it (runc's cgroupsPath). */
+  async ofPath(path: string): Promise<CgroupDirs> {
+    const { v1 } = await this.#hierarchies();
+    return this.#locate(new Map(["", ...v1.keys()].map((controller) => [controller, path])));
+  }
+
+  async #locate(paths: ReadonlyMap<string, string>): Promise<CgroupDirs> {
     const { v1, unified } = await this.#hierarchies();
     const locate = (controller: string): ControllerDir | undefined => {
       const h = v1.get(controller);
@@ -176,7 +188,6 @@ export class CgroupStats {
     if (cpu) dirs.cpu = cpu;
     if (memory) dirs.memory = memory;
     if (pids) dirs.pids = pids;
-    if (mustContain !== undefined && ![cpu, memory, pids].some((d) => d?.dir.includes(mustContain))) return undefined;
     return dirs;
   }
 
@@ -244,6 +255,12 @@ async function readMemory({ version, dir }: ControllerDir): Promise<MemoryUsage 
   };
   if (limit !== undefined && limit < UNLIMITED) out.limit = limit;
   return out;
+}
+
+/** How many processes the kernel's OOM killer has killed in the memory cgroup; 0 when unknown. */
+export async function oomKills({ version, dir }: ControllerDir): Promise<number> {
+  const text = await readText(join(dir, version === 2 ? "memory.events" : "memory.oom_control"));
+  return parseFlatKeyed(text ?? "").get("oom_kill") ?? 0;
 }
 
 async function readProcesses(d: ControllerDir | undefined): Promise<number | undefined> {
