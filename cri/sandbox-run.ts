@@ -10,6 +10,7 @@ import { Rollback, allSettled } from "./rollback.js";
 import { KIND_LABEL, SANDBOX_EXTENSION, sandboxNameKey, type Sandbox, type SandboxMeta } from "./store/sandboxes.js";
 import { alreadyExists, invalidArgument, required } from "../runtime/errors.js";
 import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
+import { readSeccompProfile, seccompChoice } from "../runtime/spec/seccomp.js";
 import { createContainer, deleteContainer, deleteTask, killTask, startTask, updateExtension } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
 import type { CapabilityArgs } from "../cni/network.js";
@@ -72,6 +73,10 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   if (deps.sandboxes.reserve(key, id) !== undefined) throw alreadyExists(`pod sandbox name "${key}" is already reserved`);
   undo.defer("release name", () => deps.sandboxes.release(key, id));
 
+  // a Localhost seccomp profile is read before anything is made: a missing one fails the call cleanly
+  const sc = config.linux?.security_context ?? null;
+  const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? "", "", "runtime-default", "config.linux.security_context");
+  const seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
   const image = await deps.images.ensure(deps.config.sandbox.image, signal);
   const handler = deps.config.runtimes[handlerName]!;
   const host = hostNetwork(config);
@@ -111,6 +116,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const pause = async (): Promise<number> => {
     const { spec, warnings } = buildSandboxSpec({
       id, config, netnsPath, image: { config: image.config.config ?? {} }, rootfs: "", host: deps.host,
+      ...(seccompProfile ? { seccompProfile } : {}),
     });
     for (const w of warnings) log.warn({ warning: w }, "sandbox spec");
     await createContainer(deps.containerd, {
