@@ -17,6 +17,7 @@ import { lstat } from "node:fs/promises";
 import { resolveUser, type UserRequest } from "../runtime/spec/user.js";
 import { resolveDevices, hostDevices } from "../runtime/spec/devices.js";
 import { seccompChoice, readSeccompProfile } from "../runtime/spec/seccomp.js";
+import { appArmorChoice, requireLoaded } from "../runtime/spec/apparmor.js";
 import { buildContainerSpec } from "../runtime/spec/container.js";
 import { ContainerIo } from "../runtime/container-io.js";
 import { filePaths } from "../runtime/sandbox-files.js";
@@ -36,6 +37,9 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   if (rro && !deps.runtimeFeatures.get(handlerName)?.recursiveReadOnly) {
     throw invalidArgument(`mount "${rro.container_path}": runtime handler "${handlerName}" cannot make recursive read-only mounts (needs runc >= 1.1 and Linux >= 5.12)`);
   }
+
+  const appArmor = appArmorChoice(config.linux?.security_context?.apparmor, config.linux?.security_context?.apparmor_profile ?? "", "config.linux.security_context");
+  await requireLoaded(appArmor, deps.host.apparmor);
 
   const key = containerNameKey(sandbox.id, metadata);
   const id = newId();

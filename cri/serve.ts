@@ -13,6 +13,7 @@ import { hostname } from "node:os";
 import { NetnsManager } from "../runtime/netns.js";
 import { CniNetwork } from "../cni/network.js";
 import { readHostFacts } from "../runtime/spec/host.js";
+import { ensureDefaultProfile } from "../runtime/spec/apparmor.js";
 import { probeRuncFeatures } from "../runtime/runc-features.js";
 import { FifoPool } from "../runtime/fifo.js";
 import { TaskEvents } from "../runtime/containerd/events.js";
@@ -72,6 +73,11 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
   const { config, log, containerd } = base;
   const cniState = (base.network as CniReadiness).watcher;
   const host = await readHostFacts({ systemdCgroup: cgroupDriver(config) === "systemd", nodeHostname: hostname() });
+  if (host.apparmor.enabled) {
+    const loaded = await ensureDefaultProfile();
+    if (loaded.name) host.apparmor.defaultProfile = loaded.name;
+    else log.warn({ err: loaded.error }, "cannot load crib's default AppArmor profile: containers asking for RuntimeDefault run unconfined");
+  }
   const runtimeFeatures = new Map(await Promise.all(Object.entries(config.runtimes).map(async ([name, h]) => [name, await probeRuncFeatures(h.binary_name)] as const)));
   const containerEvents = new EventBus<ContainerEvent>();
   const metrics = new CribMetrics({ containers: () => deps.containers.list(), sandboxes: () => deps.sandboxes.list(), eventClients: () => containerEvents.clients });

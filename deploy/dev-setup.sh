@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 packages=(containerd runc containernetworking-plugins iptables iproute2 util-linux
   busybox-static docker-registry gcc libc6-dev zstd openssl ca-certificates
-  socat) # socat: port forwarding into pod network namespaces (runtime/port-dial.ts)
+  socat apparmor) # socat: port forwarding into pod network namespaces (runtime/port-dial.ts);
+  # apparmor: apparmor_parser, which compiles crib's default profile in the tests
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

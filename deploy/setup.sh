@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up this machine (Debian 12, as root) to run crib, from this checkout:
-#   - Debian packages: containerd, runc, CNI plugins, iptables, iproute2, gcc, socat
+#   - Debian packages: containerd, runc, CNI plugins, iptables, iproute2, gcc, socat,
+#     apparmor (apparmor_parser loads crib's default profile on AppArmor kernels)
 #   - crib built and installed in /usr/local/lib/crib, launcher /usr/local/bin/crib
 #   - /etc/crib/config.toml (`crib config default`) unless one exists
 #   - deploy/cni/10-crib.conflist into /etc/cni/net.d when that has no config
@@ -26,7 +27,7 @@ BIN=/usr/local/bin/crib
 STATE_DIR=/var/lib/crib
 MANIFEST=$STATE_DIR/setup-manifest
 PAUSE_REF=registry.k8s.io/pause:3.10
-PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 gcc libc6-dev socat)
+PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 gcc libc6-dev socat apparmor)
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables)
 
 say() { printf 'crib setup: %s\n' "$*"; }
@@ -334,7 +335,7 @@ for arg in "$@"; do
     --uninstall) MODE=uninstall ;;
     --skip-build) SKIP_BUILD=1 ;;
     --remove-packages) REMOVE_PACKAGES=1 ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument $arg (see --help)" ;;
   esac
 done

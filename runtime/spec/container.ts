@@ -23,6 +23,7 @@ import { capabilityName } from "./capabilities.js";
 import type { ResolvedDevice } from "./devices.js";
 import type { HostFacts } from "./host.js";
 import { applyResources, cgroupsPath, clampOomScoreAdj, resourceWarnings } from "./resources.js";
+import { appArmorChoice, appArmorProfileFor } from "./apparmor.js";
 import { seccompChoice, seccompFor } from "./seccomp.js";
 import type { LoadedSeccompProfile } from "./seccomp.js";
 import { namespacedSysctls } from "./sysctls.js";
@@ -434,6 +435,13 @@ export const withAnnotations: Step<ContainerSpecInput> = (spec, input) => {
   };
 };
 
+export const withAppArmor: Step<ContainerSpecInput> = (spec, input) => {
+  const sc = securityContext(input);
+  const choice = appArmorChoice(sc?.apparmor, sc?.apparmor_profile ?? "", "security_context");
+  const profile = appArmorProfileFor(choice, privileged(input), input.host.apparmor);
+  return profile === undefined ? spec : { ...spec, process: { ...spec.process, apparmorProfile: profile } };
+};
+
 export const containerSteps: ReadonlyArray<Step<ContainerSpecInput>> = [
   withRoot,
   withProcess,
@@ -441,6 +449,7 @@ export const containerSteps: ReadonlyArray<Step<ContainerSpecInput>> = [
   withCapabilities,
   withNoNewPrivs,
   withSeccomp,
+  withAppArmor,
   withMounts,
   withNamespaces,
   withCgroupsPath,
@@ -455,9 +464,11 @@ export const containerSteps: ReadonlyArray<Step<ContainerSpecInput>> = [
 export function containerSpecWarnings(input: ContainerSpecInput): string[] {
   const sc = securityContext(input);
   const warnings = resourceWarnings(input.config.linux?.resources, input.host, "linux.resources");
-  const apparmor = sc?.apparmor;
-  if ((apparmor !== null && apparmor !== undefined && apparmor.profile_type === "Localhost") || sc?.apparmor_profile.startsWith("localhost/")) {
-    warnings.push(`AppArmor profile ignored: the node has no AppArmor`);
+  const apparmor = appArmorChoice(sc?.apparmor, sc?.apparmor_profile ?? "", "security_context");
+  if (!input.host.apparmor.enabled && apparmor.kind === "localhost") {
+    warnings.push(`AppArmor profile "${apparmor.name}" ignored: the node has no AppArmor`);
+  } else if (input.host.apparmor.enabled && apparmor.kind === "runtime-default" && !privileged(input) && !input.host.apparmor.defaultProfile) {
+    warnings.push(`running unconfined: crib's default AppArmor profile is not loaded (is apparmor_parser installed?)`);
   }
   const selinux = sc?.selinux_options;
   if (selinux && (selinux.user || selinux.role || selinux.type || selinux.level)) {

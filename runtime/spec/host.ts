@@ -2,6 +2,7 @@
 // and passed in, so that the spec builders stay pure.
 import { access, readFile } from "node:fs/promises";
 import { allCapabilities, capabilitiesFromMask } from "./capabilities.js";
+import { appArmorEnabled, type AppArmorSupport } from "./apparmor.js";
 
 export interface HostFacts {
   /** The unified hierarchy is mounted at /sys/fs/cgroup. */
@@ -23,6 +24,8 @@ export interface HostFacts {
   arch: string;
   /** The node's hostname, for HOSTNAME when a sandbox has none. */
   nodeHostname: string;
+  /** AppArmor on the node, and the default profile crib loaded. */
+  apparmor: AppArmorSupport;
 }
 
 const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
@@ -41,6 +44,7 @@ export interface HostFactsOptions {
   /** Where procfs and the cgroup file system are mounted (tests point these elsewhere). */
   proc?: string;
   cgroupRoot?: string;
+  sys?: string;
 }
 
 export async function readHostFacts(options: HostFactsOptions): Promise<HostFacts> {
@@ -71,5 +75,6 @@ export async function readHostFacts(options: HostFactsOptions): Promise<HostFact
     capabilities: capEff === undefined ? allCapabilities : capabilitiesFromMask(capEff),
     arch: process.arch,
     nodeHostname: options.nodeHostname,
+    apparmor: { enabled: await appArmorEnabled(options.sys) },
   };
 }

@@ -181,7 +181,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): BuiltSpec {
     ? resourceWarnings(linux.overhead, input.host, "linux.overhead")
     : resourceWarnings(linux?.resources, input.host, "linux.resources");
   const sc = securityContext(input);
-  if (sc?.apparmor?.profile_type === "Localhost") warnings.push("AppArmor profile ignored: the node has no AppArmor");
+  if (sc?.apparmor?.profile_type === "Localhost") warnings.push("the sandbox's AppArmor profile is not applied to the pause process (its containers' own profiles are)");
   const selinux = sc?.selinux_options;
   if (selinux && (selinux.user || selinux.role || selinux.type || selinux.level)) {
     warnings.push("SELinux options ignored: the node has no SELinux");

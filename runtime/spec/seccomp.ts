@@ -5,13 +5,11 @@ import { GO_ARCHITECTURES } from "../image/platform.js";
 import { isAbsolute, join } from "node:path";
 import type { SecurityProfile } from "../../proto/gen/cri/runtime/v1/SecurityProfile.js";
 import { invalidArgument } from "../errors.js";
+import { fromSecurityProfile, type ProfileChoice } from "./security-profile.js";
 import { defaultSeccompProfile } from "./seccomp-default.js";
 import type { Seccomp, SeccompAction, SeccompArg, SeccompOperator, SeccompSyscall } from "./types.js";
 
-export type SeccompChoice =
-  | { kind: "unconfined" }
-  | { kind: "runtime-default" }
-  | { kind: "localhost"; path: string };
+export type SeccompChoice = ProfileChoice<{ kind: "localhost"; path: string }>;
 
 /** A Localhost profile read from disk ahead of building the spec. */
 export interface LoadedSeccompProfile {
@@ -38,16 +36,8 @@ export function seccompChoice(
     if (profileRoot === "") throw invalidArgument(`${what}: seccomp profile "${ref}" is not an absolute path`);
     return { kind: "localhost", path: join(profileRoot, ref) };
   };
-  if (profile !== null && profile !== undefined) {
-    switch (profile.profile_type) {
-      case "RuntimeDefault":
-        return { kind: "runtime-default" };
-      case "Unconfined":
-        return { kind: "unconfined" };
-      case "Localhost":
-        return localhost(profile.localhost_ref, `${field}.seccomp.localhost_ref`);
-    }
-  }
+  const chosen = fromSecurityProfile(profile, (ref) => localhost(ref, `${field}.seccomp.localhost_ref`));
+  if (chosen) return chosen;
   switch (legacyPath) {
     case "":
       return { kind: fallback };

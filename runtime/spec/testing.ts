@@ -37,6 +37,7 @@ export function host(facts: Partial<HostFacts> = {}): HostFacts {
     capabilities: [...defaultCapabilities, "CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_TIME"],
     arch: "x64",
     nodeHostname: "node-1",
+    apparmor: { enabled: false },
     ...facts,
   };
 }
