@@ -77,13 +77,18 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const sc = config.linux?.security_context ?? null;
   const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? "", "", "runtime-default", "config.linux.security_context");
   const seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
-  const image = await deps.images.ensure(deps.config.sandbox.image, signal);
+  // how long each part took, for the log: where a slow pod start goes
+  const started = performance.now();
+  const ms: Record<string, number> = {};
+  const lap = <T>(what: string, work: Promise<T>): Promise<T> =>
+    work.finally(() => { ms[what] = Math.round(performance.now() - started); });
+  const image = await lap("image", deps.images.ensure(deps.config.sandbox.image, signal));
   const handler = deps.config.runtimes[handlerName]!;
   const host = hostNetwork(config);
 
   let netns: Netns | undefined;
   if (!host) {
-    const added = await deps.netns.add(id, signal);
+    const added = await lap("netns", deps.netns.add(id, signal));
     netns = added;
     undo.defer("remove netns", (s) => deps.netns.remove(added, s));
   }
@@ -135,7 +140,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
     });
     return startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
   };
-  const [ips, pid] = await allSettled<[string[], number]>([network(), pause()]);
+  const [ips, pid] = await allSettled<[string[], number]>([lap("network", network()), lap("pause", pause())]);
   if (ips.length > 0) {
     meta.ips = ips;
     await updateExtension(deps.containerd, id, SANDBOX_EXTENSION, meta, signal);
@@ -146,6 +151,6 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   undo.disarm();
   sandboxEvent(deps, "CONTAINER_CREATED_EVENT", sandbox);
   sandboxEvent(deps, "CONTAINER_STARTED_EVENT", sandbox);
-  log.info({ pid, ips }, "sandbox ready");
+  log.info({ pid, ips, msSinceStart: ms }, "sandbox ready");
   return sandbox;
 }
