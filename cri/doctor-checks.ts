@@ -16,6 +16,7 @@ import { SNAPSHOTTER } from "../runtime/containerd/tasks.js";
 import { findImage } from "../runtime/image/store.js";
 import { archiveExists, archiveImageNames } from "../runtime/image/archive.js";
 import { findPlugin, loadNetworkConfig } from "../cni/config.js";
+import { DEFAULT_APPARMOR_PROFILE, appArmorEnabled, loadedProfiles } from "../runtime/spec/apparmor.js";
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
@@ -192,8 +193,21 @@ async function oomScore(ctx: DoctorContext): Promise<Verdict> {
     "run crib as root in the host's user namespace (systemd: crib.service sets OOMScoreAdjust=-999)");
 }
 
+async function apparmor(ctx: DoctorContext): Promise<Verdict> {
+  const sys = ctx.host("/sys");
+  if (!(await appArmorEnabled(sys))) return verdict("apparmor", "pass", "AppArmor is not enabled in the kernel: containers run without AppArmor profiles");
+  const profiles = await loadedProfiles(sys);
+  if (profiles.has(DEFAULT_APPARMOR_PROFILE)) {
+    return verdict("apparmor", "pass", `AppArmor enforcing; ${DEFAULT_APPARMOR_PROFILE} loaded (${profiles.size} profiles)`);
+  }
+  if (!(await which("apparmor_parser"))) {
+    return verdict("apparmor", "fail", "AppArmor is enabled but apparmor_parser is missing: containers asking for RuntimeDefault would run unconfined", "apt-get install apparmor");
+  }
+  return verdict("apparmor", "warn", `AppArmor enforcing; ${DEFAULT_APPARMOR_PROFILE} not loaded yet (crib loads it when it starts)`);
+}
+
 export const hostChecks: ReadonlyArray<readonly [string, Check]> = [
-  ["kernel", kernel], ["cgroup", cgroups], ["modules", modules], ["sysctls", sysctls], ["overlayfs", overlayfs], ["oom-score", oomScore],
+  ["kernel", kernel], ["cgroup", cgroups], ["modules", modules], ["sysctls", sysctls], ["overlayfs", overlayfs], ["oom-score", oomScore], ["apparmor", apparmor],
 ];
 
 // --- the stack ---

@@ -113,7 +113,7 @@ describe("crib doctor", () => {
     assert.deepEqual(failing(report), [], text);
     assert.equal(code, 0);
     assert.equal(report.ok, true);
-    for (const name of ["kernel", "cgroup", "modules", "sysctls", "overlayfs", "runc", "shim", "containerd", "cni", "sandbox-image", "socket", "disk", "oom-score"]) {
+    for (const name of ["kernel", "cgroup", "modules", "sysctls", "overlayfs", "runc", "shim", "containerd", "cni", "sandbox-image", "socket", "disk", "oom-score", "apparmor"]) {
       assert.ok(["pass", "warn"].includes(verdict(report, name).status), `${name}: ${verdict(report, name).message}`);
     }
     assert.match(verdict(report, "containerd").message, /the configured containerd answers/);
@@ -150,6 +150,8 @@ describe("crib doctor", () => {
     await write("proc/sys/net/ipv4/ip_forward", "1\n");
     await write("proc/self/status", await readFile("/proc/self/status", "utf8"));
     await write("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
+    await write("sys/module/apparmor/parameters/enabled", "Y\n");
+    await write("sys/kernel/security/apparmor/profiles", "/usr/bin/man (enforce)\n");
     const { code, report } = await doctor(["--config", configs.get("healthy")!, "--root-prefix", host, ...common()]);
     assert.equal(code, 1);
     const modules = verdict(report, "modules");
@@ -159,6 +161,8 @@ describe("crib doctor", () => {
     assert.match(verdict(report, "sysctls").message, /net\.bridge\.bridge-nf-call-iptables is absent/, "its sysctl goes with it");
     assert.equal(verdict(report, "kernel").message, "Linux 6.1.0-13-amd64");
     assert.match(verdict(report, "cgroup").message, /^cgroup v2, cgroupfs driver/);
+    assert.equal(verdict(report, "apparmor").status, "warn", "AppArmor on, crib's profile not loaded yet");
+    assert.match(verdict(report, "apparmor").message, /crib-default not loaded yet/);
   });
 
   it("fails the containerd check when containerd is down and crib cannot start one, and skips the leak checks", async () => {
