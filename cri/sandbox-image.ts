@@ -9,7 +9,7 @@ import type { Config } from "./config.js";
 import type { Containerd } from "../runtime/containerd/client.js";
 import type { Puller } from "./image-lookup.js";
 import { archiveExists, archiveImageNames, importArchive } from "../runtime/image/archive.js";
-import { findImage } from "../runtime/image/store.js";
+import { findImage, PINNED_LABEL } from "../runtime/image/store.js";
 
 export function sandboxArchiveFirst(config: Config, containerd: Containerd, log: Logger, pull: Puller): Puller {
   const { image, image_archive: archive } = config.sandbox;
@@ -31,6 +31,8 @@ export function sandboxArchiveFirst(config: Config, containerd: Containerd, log:
       try {
         await importing;
         if (await findImage(containerd, ref, signal)) {
+          // pinned, as a pulled sandbox image is: kubelet's image GC leaves it alone
+          await containerd.images.Update({ image: { name: ref, labels: { [PINNED_LABEL]: "pinned" } }, update_mask: { paths: [`labels.${PINNED_LABEL}`] } }, signal);
           log.info({ image: ref, archive }, "imported the sandbox image from its local archive");
           return;
         }

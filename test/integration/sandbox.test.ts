@@ -3,10 +3,13 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { PodEnv, leftovers } from "../fixtures/pod-env.js";
+import { pauseImage } from "../fixtures/local-images.js";
+import { writeOciLayout } from "../fixtures/image-builder.js";
 import type * as cri from "../../proto/gen/cri/types.js";
 import { SANDBOX_EXTENSION, type SandboxMeta } from "../../cri/store/sandboxes.js";
 import { extensionOf, updateExtension } from "../../runtime/containerd/tasks.js";
@@ -160,6 +163,31 @@ describe("a crib crash between the CNI ADD and recording the pod IPs", () => {
     }
     await env.crib.startProcess();
     assert.equal((await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id })).status?.network?.ip, ip);
+  });
+});
+
+describe("a node whose sandbox image comes from the local archive", () => {
+  const ARCHIVED = "registry.k8s.io/pause:archived";
+  let env: PodEnv;
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "crib-archive-"));
+    await writeOciLayout(await pauseImage(), join(dir, "layout"), ARCHIVED);
+    await run("tar", ["-C", join(dir, "layout"), "-cf", join(dir, "pause.tar"), "."]);
+    env = await PodEnv.start({ config: { sandbox: { image: ARCHIVED, image_archive: join(dir, "pause.tar") } } });
+  });
+  after(async () => {
+    await env?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("imports it for the first pod and pins it, so kubelet's image GC leaves it alone", async () => {
+    const before = await env.client.image.ListImages({});
+    assert.ok(!before.images.some((i) => i.repo_tags.includes(ARCHIVED)), "not there before the first pod");
+    const pod = await env.runPod("from-archive");
+    assert.equal((await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id })).status?.state, "SANDBOX_READY");
+    const { images } = await env.client.image.ListImages({});
+    assert.equal(images.find((i) => i.repo_tags.includes(ARCHIVED))?.pinned, true);
   });
 });
 
