@@ -11,6 +11,7 @@ import { ExecProcess, collect, lastDataAt, type OciProcess } from "../runtime/ex
 const processCache = new Map<string, OciProcess>();
 const OUTPUT_DRAIN_MS = 2000;
 const OUTPUT_QUIET_MS = 100;
+const KILL_WAIT_MS = 5000;
 
 /** The container's process from its OCI spec: the base of every exec. */
 export async function baseProcess(deps: Deps, c: Container, signal?: AbortSignal): Promise<OciProcess> {
@@ -49,16 +50,21 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
     const none: Promise<{ data: Buffer; truncated: boolean }> = Promise.resolve({ data: Buffer.alloc(0), truncated: false });
     let out = none;
     let err = none;
-    // collect from the start: a quick process's output (and EOF) must not pass by unread
-    await exec.start(signal, (p) => {
-      out = collect(p.stdout, cap, stopCollecting.signal);
-      err = collect(p.stderr, cap, stopCollecting.signal);
-    });
     let exitCode: number;
     try {
+      // collect from the start: a quick process's output (and EOF) must not pass by unread
+      await exec.start(signal, (p) => {
+        out = collect(p.stdout, cap, stopCollecting.signal);
+        err = collect(p.stderr, cap, stopCollecting.signal);
+      });
       exitCode = await exec.wait(signal);
     } catch (e) {
-      await exec.kill().catch(() => undefined);
+      // kill it and see it gone before answering, as containerd does: a caller
+      // that checks right after the timeout finds no straggler
+      if (exec.pid > 0) {
+        await exec.kill().catch((err: unknown) => ctx.log.warn({ err: String(err), exec: exec.execId }, "killing a timed-out exec"));
+        await exec.wait(AbortSignal.timeout(KILL_WAIT_MS)).catch(() => undefined);
+      }
       if (timeout?.aborted) throw new CribError("deadline-exceeded", `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
       throw e;
     }

@@ -4,6 +4,7 @@ import type { Deps } from "./deps.js";
 import type { Container } from "./store/containers.js";
 import { required } from "../runtime/errors.js";
 import { matchesLabels } from "./labels.js";
+import { RUNC_V2, SNAPSHOTTER, specOf } from "../runtime/containerd/tasks.js";
 
 export function containerSummary(c: Container): cri.Container__Input {
   return {
@@ -37,12 +38,19 @@ export function containerStatusOf(c: Container): cri.ContainerStatus__Input {
   };
 }
 
-export async function containerStatus(deps: Deps, req: cri.ContainerStatusRequest, _ctx: CallContext): Promise<cri.ContainerStatusResponse__Input> {
+export async function containerStatus(deps: Deps, req: cri.ContainerStatusRequest, ctx: CallContext): Promise<cri.ContainerStatusResponse__Input> {
   const c = deps.containers.get(required(req.container_id, "container_id"));
   const s = c.status;
   const res: cri.ContainerStatusResponse__Input = { status: containerStatusOf(c) };
   if (req.verbose) {
-    res.info = { info: JSON.stringify({ pid: s.pid, sandboxID: c.sandboxId, imageName: c.imageName, ioDir: c.ioDir, config: c.config }) };
+    // the keys containerd's CRI plugin uses, so `crictl inspect` templates (.info.pid, .info.runtimeSpec) work alike
+    res.info = {
+      info: JSON.stringify({
+        sandboxID: c.sandboxId, pid: s.pid, removing: false, snapshotKey: c.id, snapshotter: SNAPSHOTTER,
+        runtimeType: RUNC_V2, imageName: c.imageName, ioDir: c.ioDir, config: c.config,
+        runtimeSpec: (await specOf(deps.containerd, c.id, ctx.signal)) ?? null,
+      }),
+    };
   }
   return res;
 }

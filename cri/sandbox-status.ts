@@ -3,6 +3,7 @@ import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import type { Sandbox } from "./store/sandboxes.js";
 import { required } from "../runtime/errors.js";
+import { RUNC_V2, SNAPSHOTTER, specOf } from "../runtime/containerd/tasks.js";
 
 export function sandboxNamespaces(sandbox: Sandbox): cri.NamespaceOption__Input {
   const o = sandbox.config.linux?.security_context?.namespace_options;
@@ -25,15 +26,17 @@ export function sandboxStatusOf(sandbox: Sandbox): cri.PodSandboxStatus__Input {
   };
 }
 
-export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequest, _ctx: CallContext): Promise<cri.PodSandboxStatusResponse__Input> {
+export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequest, ctx: CallContext): Promise<cri.PodSandboxStatusResponse__Input> {
   const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
   const res: cri.PodSandboxStatusResponse__Input = { status: sandboxStatusOf(sandbox) };
   if (req.verbose) {
     const cni = await deps.cni.cached(sandbox.id).catch(() => undefined);
     res.info = {
       info: JSON.stringify({
-        pid: sandbox.pid, netnsPath: sandbox.netnsPath, image: sandbox.image, runtimeHandler: sandbox.runtimeHandler,
+        pid: sandbox.pid, netnsPath: sandbox.netnsPath, netNamespaceClosed: sandbox.networkDown, image: sandbox.image,
+        snapshotKey: sandbox.id, snapshotter: SNAPSHOTTER, runtimeHandler: sandbox.runtimeHandler, runtimeType: RUNC_V2,
         cniResult: cni ?? null, config: sandbox.config, files: { dir: sandbox.dir, shm: sandbox.shmDir },
+        runtimeSpec: (await specOf(deps.containerd, sandbox.id, ctx.signal)) ?? null,
       }),
     };
   }

@@ -70,6 +70,17 @@ export async function updateExtension(c: Containerd, id: string, name: string, v
   }, signal);
 }
 
+/** The OCI spec containerd holds for a container (for verbose status); undefined when it is gone. */
+export async function specOf(c: Containerd, id: string, signal?: AbortSignal): Promise<unknown> {
+  try {
+    const { container } = await c.containers.Get({ id }, signal);
+    return container?.spec ? (JSON.parse(container.spec.value.toString("utf8")) as unknown) : undefined;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
 export function extensionOf<T>(container: { extensions: Record<string, { value: Buffer }> }, name: string): T | undefined {
   const any = container.extensions[name];
   return any ? (JSON.parse(any.value.toString("utf8")) as T) : undefined;

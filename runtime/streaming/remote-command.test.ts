@@ -135,15 +135,17 @@ describe("exec and attach", () => {
     for (const transport of ["SPDY", "WebSocket"] as const) {
       it(`over ${transport}`, async () => {
         const before = runtime.calls.length;
-        let kill: () => void = () => undefined;
+        let kill: (() => void) | undefined;
         const url = server.getExecUrl(exec(["fake-wait-for-abort"], { stdin: true }));
         const options = { stdin: new PassThrough(), onOpen: (s: { destroy(): void }) => (kill = () => s.destroy()) };
         const done = (transport === "SPDY" ? execSpdy(url, options) : execWs(url, options)).catch(() => undefined);
         await waitFor("the runtime call", () => runtime.calls.length > before);
+        // the server may call the runtime before the client has seen its socket open
+        await waitFor("the client's socket", () => kill !== undefined);
         const call = runtime.calls.at(-1);
         assert.ok(call);
         assert.equal(call.signal.aborted, false);
-        kill();
+        kill!();
         await waitFor("the signal to fire", () => call.signal.aborted);
         assert.equal((call.signal.reason as { why?: string }).why, "client-disconnected");
         await done;

@@ -57,6 +57,14 @@ describe("containers", () => {
     assert.equal(s.image?.image, BUSYBOX_REF);
     assert.match(s.image_ref, /sha256:/);
     assert.equal(s.log_path, logPath("done"));
+    // `crictl inspect --template '{{.info.pid}} {{.info.runtimeSpec…}}'` works as with containerd
+    const long = await env.runContainer(pod, "inspected", { command: ["/bin/sleep", "999"] });
+    const info = JSON.parse((await env.client.runtime.ContainerStatus({ container_id: long, verbose: true })).info["info"] ?? "{}") as
+      { pid: number; sandboxID: string; runtimeSpec: { process: { args: string[] } } };
+    assert.ok(info.pid > 0);
+    assert.equal(info.sandboxID, pod.id);
+    assert.deepEqual(info.runtimeSpec.process.args, ["/bin/sleep", "999"]);
+    await env.client.runtime.RemoveContainer({ container_id: long });
     const bad = await env.runContainer(pod, "fails", { command: ["/bin/sh", "-c", "exit 3"] });
     const f = await waitState(env, bad, "CONTAINER_EXITED");
     assert.equal(f.exit_code, 3);

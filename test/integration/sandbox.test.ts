@@ -29,9 +29,11 @@ describe("pod sandboxes", () => {
     assert.equal(status?.labels["app"], "web");
     assert.equal(status?.annotations["note"], "x");
     assert.equal(status?.metadata?.name, "web");
-    const verbose = JSON.parse(info["info"] ?? "{}") as { pid: number; netnsPath: string };
+    const verbose = JSON.parse(info["info"] ?? "{}") as { pid: number; netnsPath: string; runtimeSpec: { process: { args: string[] }; linux: { namespaces: { type: string; path?: string }[] } } };
     assert.ok(verbose.pid > 0);
     assert.match(verbose.netnsPath, /^\/var\/run\/netns\/crib-/);
+    assert.deepEqual(verbose.runtimeSpec.process.args, ["/pause"], "crictl inspectp shows the spec, as with containerd");
+    assert.equal(verbose.runtimeSpec.linux.namespaces.find((n) => n.type === "network")?.path, verbose.netnsPath);
     const listed = await env.client.runtime.ListPodSandbox({ filter: { label_selector: { app: "web" } } });
     assert.deepEqual(listed.items.map((i) => i.id), [pod.id]);
     const none = await env.client.runtime.ListPodSandbox({ filter: { label_selector: { app: "db" } } });
