@@ -223,6 +223,25 @@ describe("sandbox leaks", () => {
     for (const n of candidates) if (await isLeak(n)) left["netns"].push(n);
     assert.deepEqual(left, { netns: [], veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
   });
+
+  it("runs 12 pods of 2 containers at once, as kubelet does after a node boots, and removes them at once, leaving nothing", async () => {
+    const pods = await Promise.all(Array.from({ length: 12 }, async (_, i) => {
+      const pod = await env.runPod(`burst-${i}`);
+      const containers = await Promise.all(["a", "b"].map((n) => env.runContainer(pod, n)));
+      return { pod, containers };
+    }));
+    const ips = await Promise.all(pods.map(async ({ pod }) => (await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id })).status?.network?.ip));
+    assert.equal(new Set(ips).size, 12, `every pod has its own IP: ${ips.join(", ")}`);
+    const running = await env.client.runtime.ListContainers({ filter: { state: { state: "CONTAINER_RUNNING" } } });
+    assert.equal(running.containers.filter((c) => pods.some((p) => p.pod.id === c.pod_sandbox_id)).length, 24);
+    await Promise.all(pods.map(async ({ pod }) => {
+      await env.client.runtime.StopPodSandbox({ pod_sandbox_id: pod.id });
+      await env.client.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id });
+    }));
+    const left = await leftovers(env);
+    left["netns"] = (left["netns"] ?? []).filter((n) => pods.some((p) => n.endsWith(p.pod.id)));
+    assert.deepEqual(left, { netns: [], veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
+  });
 });
 
 void rm; void writeFile;
