@@ -18,7 +18,7 @@ import { resolveUser, type UserRequest } from "../runtime/spec/user.js";
 import { resolveDevices, hostDevices } from "../runtime/spec/devices.js";
 import { seccompChoice, readSeccompProfile } from "../runtime/spec/seccomp.js";
 import { appArmorChoice, requireLoaded } from "../runtime/spec/apparmor.js";
-import { buildContainerSpec } from "../runtime/spec/container.js";
+import { buildContainerSpec, stopSignal } from "../runtime/spec/container.js";
 import { ContainerIo } from "../runtime/container-io.js";
 import { filePaths } from "../runtime/sandbox-files.js";
 import { taskState } from "../runtime/containerd/tasks.js";
@@ -96,7 +96,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   const meta: ContainerMeta = {
     id, sandboxId: sandbox.id, config, createdAt: nowNanos(),
     imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,
-    logPath, stopSignal: imageConfig.StopSignal ?? "", ioDir: join(deps.config.state, "containers", id, "io"),
+    logPath, stopSignal: stopSignal(config, imageConfig), ioDir: join(deps.config.state, "containers", id, "io"),
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
     ...(imageVolumes.volumes.length ? { imageVolumes: imageVolumes.volumes } : {}),
   };

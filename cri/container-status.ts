@@ -5,6 +5,7 @@ import type { Container } from "./store/containers.js";
 import { required } from "../runtime/errors.js";
 import { matchesLabels } from "./labels.js";
 import { RUNC_V2, SNAPSHOTTER, specOf } from "../runtime/containerd/tasks.js";
+import { criSignal } from "../runtime/signals.js";
 
 export function containerSummary(c: Container): cri.Container__Input {
   return {
@@ -34,6 +35,7 @@ export function containerStatusOf(c: Container): cri.ContainerStatus__Input {
     image_ref: c.imageDigestRef, image_id: c.imageId,
     labels: c.config.labels, annotations: c.config.annotations, mounts: statusMounts(c), log_path: c.logPath,
     ...(s.resources ? { resources: { linux: s.resources } } : {}),
+    stop_signal: criSignal(c.stopSignal || "SIGTERM"),
     ...(c.user ? { user: { linux: { uid: c.user.uid, gid: c.user.gid, supplemental_groups: c.user.additionalGids } } } : {}),
   };
 }

@@ -8,6 +8,7 @@ import type { Container } from "./store/containers.js";
 import { required } from "../runtime/errors.js";
 import { killTask } from "../runtime/containerd/tasks.js";
 import { settleExit } from "./exits.js";
+import { signalNumber } from "../runtime/signals.js";
 
 export async function stopContainerRpc(deps: Deps, req: cri.StopContainerRequest, ctx: CallContext): Promise<cri.StopContainerResponse__Input> {
   const c = deps.containers.find(required(req.container_id, "container_id"));
@@ -15,19 +16,12 @@ export async function stopContainerRpc(deps: Deps, req: cri.StopContainerRequest
   return {};
 }
 
-export function signalNumber(name: string): number {
-  if (!name) return constants.signals.SIGTERM;
-  if (/^\d+$/.test(name)) return Number(name);
-  const upper = name.toUpperCase();
-  const n = (constants.signals as Record<string, number>)[upper.startsWith("SIG") ? upper : `SIG${upper}`];
-  return n ?? constants.signals.SIGTERM;
-}
 
 export async function stopContainer(deps: Deps, c: Container, timeoutSeconds: number, ctx: CallContext): Promise<void> {
   if (c.status.state !== "CONTAINER_RUNNING") return;
   c.status.stopping = true;
   if (timeoutSeconds > 0) {
-    await killTask(deps.containerd, c.id, signalNumber(c.stopSignal), {}, ctx.signal);
+    await killTask(deps.containerd, c.id, signalNumber(c.stopSignal) ?? constants.signals.SIGTERM, {}, ctx.signal);
     if (await waitExited(deps, c, timeoutSeconds * 1000)) return;
   }
   // SIGKILL to the main process ends a container with its own PID namespace at

@@ -84,7 +84,16 @@ describe("containers", () => {
     assert.equal(s.state, "CONTAINER_EXITED");
     assert.equal(s.exit_code, 137);
     assert.ok(Date.now() - t0 >= 900, "waited for the grace period");
+    assert.equal(s.stop_signal, "SIGTERM", "the signal crib stops it with");
     await env.client.runtime.StopContainer({ container_id: c, timeout: 1 });
+    // a stop signal from the config (kubelet's ContainerStopSignals) wins over the default
+    const usr1 = await env.runContainer(pod, "stops-on-usr1", {
+      command: ["/bin/sh", "-c", "trap 'exit 0' USR1; trap '' TERM; while true; do sleep 0.1; done"], stop_signal: "SIGUSR1",
+    });
+    await new Promise((r) => setTimeout(r, 300)); // the traps are set
+    assert.equal((await status(env, usr1)).stop_signal, "SIGUSR1");
+    await env.client.runtime.StopContainer({ container_id: usr1, timeout: 10 });
+    assert.equal((await status(env, usr1)).exit_code, 0, "SIGUSR1 stopped it, not SIGKILL");
   });
 
   it("reports OOMKilled for a container over its memory limit", async () => {
