@@ -52,6 +52,7 @@ export interface Config {
   containers: { max_log_line_size: number; exec_sync_max_output: number; stop_grace_default: number };
   runtimes: Record<string, RuntimeHandler>;
   metrics: { address: string };
+  cdi: { enabled: boolean; spec_dirs: string[] };
 }
 
 export class ConfigError extends Error {
@@ -142,6 +143,12 @@ const schema: Table = {
         max_log_line_size: { kind: "size", default: 16 * 1024, doc: "longer log lines are split into partial (P) entries" },
         exec_sync_max_output: { kind: "size", default: 16 * 1024 * 1024, doc: "ExecSync keeps at most this much of stdout and of stderr" },
         stop_grace_default: { kind: "duration", default: 0, doc: "grace period for StopPodSandbox's containers when kubelet gives none" },
+      },
+    },
+    cdi: {
+      keys: {
+        enabled: { kind: "bool", default: true, doc: "give containers the CDI devices kubelet names (CDI_devices, cdi.k8s.io/ annotations)" },
+        spec_dirs: { kind: "strings", default: ["/etc/cdi", "/var/run/cdi"], doc: "directories of CDI spec files (.json, .yaml, .yml); a later directory overrides an earlier one for the same device" },
       },
     },
     metrics: {
@@ -272,6 +279,8 @@ export function configFromObject(file: string, raw: Record<string, unknown>): Co
   if ((config.streaming.tls_cert === "") !== (config.streaming.tls_key === "")) {
     throw new ConfigError(file, config.streaming.tls_cert ? "streaming.tls_key" : "streaming.tls_cert", "tls_cert and tls_key are given together or not at all");
   }
+  const relative = config.cdi.spec_dirs.find((d) => !d.startsWith("/"));
+  if (relative !== undefined) throw new ConfigError(file, "cdi.spec_dirs", `expected absolute directories, got "${relative}"`);
   if (config.metrics.address && !/^(\[[0-9a-fA-F:.]+\]|[^:[\]]*):\d{1,5}$/.test(config.metrics.address)) {
     throw new ConfigError(file, "metrics.address", `expected host:port like "127.0.0.1:9910", got "${config.metrics.address}"`);
   }

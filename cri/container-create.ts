@@ -19,6 +19,7 @@ import { resolveDevices, hostDevices } from "../runtime/spec/devices.js";
 import { seccompChoice, readSeccompProfile } from "../runtime/spec/seccomp.js";
 import { appArmorChoice, requireLoaded } from "../runtime/spec/apparmor.js";
 import { buildContainerSpec, stopSignal } from "../runtime/spec/container.js";
+import { requestedCdiDevices, withCdiEdits } from "../runtime/spec/cdi.js";
 import { ContainerIo } from "../runtime/container-io.js";
 import { filePaths } from "../runtime/sandbox-files.js";
 import { taskState } from "../runtime/containerd/tasks.js";
@@ -40,6 +41,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
 
   const appArmor = appArmorChoice(config.linux?.security_context?.apparmor, config.linux?.security_context?.apparmor_profile ?? "", "config.linux.security_context");
   await requireLoaded(appArmor, deps.host.apparmor);
+  const cdi = deps.cdi ? await deps.cdi.resolve(requestedCdiDevices(config)) : undefined;
 
   const key = containerNameKey(sandbox.id, metadata);
   const id = newId();
@@ -77,7 +79,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
     targetPid = t.pid;
   }
   const files = filePaths(sandbox.dir, sandbox.shmDir);
-  const { spec, warnings } = buildContainerSpec({
+  const { spec, warnings } = withCdiEdits(buildContainerSpec({
     id, config,
     sandbox: {
       id: sandbox.id, config: sandbox.config, pid: sandbox.pid, netnsPath: sandbox.netnsPath,
@@ -89,7 +91,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
     ...(seccompProfile ? { seccompProfile } : {}),
     ...(targetPid !== undefined ? { targetPid } : {}),
     imageVolumes: imageVolumes.sources,
-  });
+  }), cdi);
   for (const w of warnings) log.warn({ warning: w }, "container spec");
 
   const logPath = sandbox.config.log_directory && config.log_path ? join(sandbox.config.log_directory, config.log_path) : "";

@@ -6,6 +6,7 @@ import { required } from "../runtime/errors.js";
 import { matchesLabels } from "./labels.js";
 import { RUNC_V2, SNAPSHOTTER, specOf } from "../runtime/containerd/tasks.js";
 import { criSignal } from "../runtime/signals.js";
+import { requestedCdiDevices } from "../runtime/spec/cdi.js";
 
 export function containerSummary(c: Container): cri.Container__Input {
   return {
@@ -51,6 +52,7 @@ export async function containerStatus(deps: Deps, req: cri.ContainerStatusReques
         sandboxID: c.sandboxId, pid: s.pid, removing: false, snapshotKey: c.id, snapshotter: SNAPSHOTTER,
         runtimeType: RUNC_V2, imageName: c.imageName, ioDir: c.ioDir, config: c.config,
         runtimeSpec: (await specOf(deps.containerd, c.id, ctx.signal)) ?? null,
+        ...(deps.config.cdi.enabled ? { cdiDevices: requestedCdiDevices(c.config) } : {}),
       }),
     };
   }

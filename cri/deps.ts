@@ -8,6 +8,7 @@ import type { CniNetwork } from "../cni/network.js";
 import type { HostFacts } from "../runtime/spec/host.js";
 import type { RuncFeatures } from "../runtime/runc-features.js";
 import type { FifoMaker } from "../runtime/fifo.js";
+import type { CdiRegistry } from "../runtime/cdi-registry.js";
 import type { ImageConfig } from "../runtime/image/oci.js";
 import type { SandboxStore, Sandbox } from "./store/sandboxes.js";
 import type { ContainerStore } from "./store/containers.js";
@@ -62,6 +63,8 @@ export interface Deps {
   netns: NetnsManager;
   cni: CniNetwork;
   host: HostFacts;
+  /** CDI devices by name, from the spec dirs; undefined when [cdi] is off */
+  cdi: CdiRegistry | undefined;
   /** stdio FIFOs for execs and containers, made ahead of need */
   fifos: FifoMaker;
   /** what each configured runtime handler's runc supports, by handler name */

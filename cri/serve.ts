@@ -16,6 +16,7 @@ import { readHostFacts } from "../runtime/spec/host.js";
 import { ensureDefaultProfile } from "../runtime/spec/apparmor.js";
 import { probeRuncFeatures } from "../runtime/runc-features.js";
 import { FifoPool } from "../runtime/fifo.js";
+import { CdiRegistry } from "../runtime/cdi-registry.js";
 import { TaskEvents } from "../runtime/containerd/events.js";
 import { SandboxStore } from "./store/sandboxes.js";
 import { ContainerStore } from "./store/containers.js";
@@ -103,6 +104,7 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     host,
     runtimeFeatures,
     fifos: await FifoPool.create(join(config.state, "fifos")),
+    cdi: config.cdi.enabled ? new CdiRegistry(config.cdi.spec_dirs, log.child({ component: "cdi" })) : undefined,
     events: undefined as unknown as TaskEvents,
     sandboxes: new SandboxStore(),
     containers: new ContainerStore(join(config.root, "containers")),
