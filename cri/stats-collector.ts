@@ -1,15 +1,15 @@
 // Samples of containers and pods for the stats and metrics rpcs: cgroup CPU,
-// memory and process figures (runtime/cgroup-stats.ts), the pod's interface
-// counters (runtime/net-dev.ts) and the writable layer's usage as containerd
-// measures it. CPU usage in nano-cores needs two samples: the previous one of
-// each container and pod is kept, and a window is at least MIN_WINDOW long so
-// that kubelet's back-to-back calls do not measure noise.
+// memory, swap, process and pressure figures (runtime/cgroup-stats.ts), the
+// pod's interface counters (runtime/net-dev.ts) and the writable layer's usage
+// as containerd measures it. CPU usage in nano-cores needs two samples: the
+// previous one of each container and pod is kept, and a window is at least
+// MIN_WINDOW long so that kubelet's back-to-back calls do not measure noise.
 import type * as cri from "../proto/gen/cri/types.js";
 import type { Containerd } from "../runtime/containerd/client.js";
 import type { ImageFsUsage } from "../runtime/image/usage.js";
 import type { Container } from "./store/containers.js";
 import type { Sandbox } from "./store/sandboxes.js";
-import { CgroupStats, parentDirs, type CgroupUsage, type MemoryUsage } from "../runtime/cgroup-stats.js";
+import { CgroupStats, parentDirs, type CgroupUsage, type MemoryUsage, type PsiData, type PsiStats } from "../runtime/cgroup-stats.js";
 import { readNetDev, type InterfaceCounters } from "../runtime/net-dev.js";
 import { SNAPSHOTTER } from "../runtime/containerd/tasks.js";
 import { isNotFound } from "../runtime/containerd/errors.js";
@@ -153,6 +153,7 @@ export class StatsCollector {
   }
 }
 
+// Pressure does not add up: a pod without a cgroup of its own has none.
 function sumUsage(all: CgroupUsage[]): CgroupUsage {
   const out: CgroupUsage = { timestamp: all[0]?.timestamp ?? nowNanos() };
   const cpus = all.flatMap((u) => (u.cpu ? [u.cpu] : []));
@@ -178,12 +179,18 @@ export function containerAttributes(c: Container): cri.ContainerAttributes__Inpu
   return { id: c.id, metadata: c.config.metadata, labels: c.config.labels, annotations: c.config.annotations };
 }
 
+const psiData = (d: PsiData | undefined): cri.PsiData__Input | null =>
+  (d ? { Total: String(d.totalNs), Avg10: d.avg10, Avg60: d.avg60, Avg300: d.avg300 } : null);
+
+const psi = (p: PsiStats | undefined): { psi?: cri.PsiStats__Input } => (p ? { psi: { Full: psiData(p.full), Some: psiData(p.some) } } : {});
+
 export function cpuUsage(usage: CgroupUsage, nanoCores: number | undefined): cri.CpuUsage__Input | null {
   if (!usage.cpu) return null;
   return {
     timestamp: String(usage.timestamp),
     usage_core_nano_seconds: u64(usage.cpu.usageNs),
     ...(nanoCores === undefined ? {} : { usage_nano_cores: u64(Math.round(nanoCores)) }),
+    ...psi(usage.pressure?.cpu),
   };
 }
 
@@ -198,7 +205,24 @@ export function memoryUsage(usage: CgroupUsage): cri.MemoryUsage__Input | null {
     rss_bytes: u64(m.rss),
     page_faults: u64(m.pageFaults),
     major_page_faults: u64(m.majorPageFaults),
+    ...psi(usage.pressure?.memory),
   };
+}
+
+function swapUsage(usage: CgroupUsage): cri.SwapUsage__Input | null {
+  const s = usage.memory?.swap;
+  if (!s) return null;
+  return {
+    timestamp: String(usage.timestamp),
+    swap_usage_bytes: u64(s.usage),
+    // as kubelet does from cAdvisor: none when swap is unlimited
+    ...(s.limit === undefined ? {} : { swap_available_bytes: u64(Math.max(0, s.limit - s.usage)) }),
+  };
+}
+
+/** The CRI's IoUsage holds only pressure. */
+function ioUsage(usage: CgroupUsage): cri.IoUsage__Input | null {
+  return usage.pressure?.io ? { timestamp: String(usage.timestamp), ...psi(usage.pressure.io) } : null;
 }
 
 export function containerStats(s: ContainerSample): cri.ContainerStats__Input {
@@ -206,6 +230,8 @@ export function containerStats(s: ContainerSample): cri.ContainerStats__Input {
   if (s.usage) {
     out.cpu = cpuUsage(s.usage, s.nanoCores);
     out.memory = memoryUsage(s.usage);
+    out.swap = swapUsage(s.usage);
+    out.io = ioUsage(s.usage);
   }
   if (s.layer) {
     out.writable_layer = {
@@ -228,6 +254,7 @@ export function sandboxStats(s: SandboxSample): cri.PodSandboxStats__Input {
   if (s.usage) {
     linux.cpu = cpuUsage(s.usage, s.nanoCores);
     linux.memory = memoryUsage(s.usage);
+    linux.io = ioUsage(s.usage);
     if (s.usage.processes !== undefined) linux.process = { timestamp: String(s.usage.timestamp), process_count: u64(s.usage.processes) };
   }
   if (s.network) {

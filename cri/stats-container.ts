@@ -1,6 +1,6 @@
-// ContainerStats and ListContainerStats: CPU, memory and writable layer of
-// containers (cri/stats-collector.ts). A container removed meanwhile is left
-// out of a list, not an error.
+// ContainerStats and ListContainerStats: CPU, memory, swap, pressure and
+// writable layer of containers (cri/stats-collector.ts). A container removed
+// meanwhile is left out of a list, not an error.
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";

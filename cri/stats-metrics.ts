@@ -6,6 +6,7 @@ import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import type { ContainerSample, SandboxSample } from "./stats-collector.js";
+import { PRESSURE_RESOURCES, type PressureResource } from "../runtime/cgroup-stats.js";
 
 type Value = [value: number | bigint, extraLabels: string[]];
 
@@ -21,6 +22,20 @@ const BASE_LABELS = ["id", "name", "image"];
 const NS_PER_S = 1_000_000_000n;
 
 const one = (v: number | bigint | undefined): Value[] => (v === undefined ? [] : [[v, []]]);
+
+const RESOURCE_NAMES: Record<PressureResource, string> = { cpu: "CPU", memory: "memory", io: "IO" };
+// cAdvisor's: "some" tasks waiting, or all of them ("full") stalled
+const pressure = (resource: PressureResource, kind: "some" | "full"): Definition<ContainerSample> => ({
+  name: `container_pressure_${resource}_${kind === "full" ? "stalled" : "waiting"}_seconds_total`,
+  help: kind === "full"
+    ? `Total time duration no tasks in the container could make progress due to ${RESOURCE_NAMES[resource]} congestion.`
+    : `Total time duration tasks in the container have waited due to ${RESOURCE_NAMES[resource]} congestion.`,
+  type: "COUNTER",
+  values: (s) => {
+    const stall = s.usage?.pressure?.[resource]?.[kind];
+    return one(stall && stall.totalNs / NS_PER_S);
+  },
+});
 
 const containerMetrics: Definition<ContainerSample>[] = [
   { name: "container_cpu_usage_seconds_total", help: "Cumulative CPU time consumed in seconds.", type: "COUNTER",
@@ -41,8 +56,11 @@ const containerMetrics: Definition<ContainerSample>[] = [
     values: (s) => one(s.usage?.memory?.mappedFile) },
   { name: "container_memory_total_inactive_file_bytes", help: "Current total inactive file in bytes.", type: "GAUGE",
     values: (s) => one(s.usage?.memory?.inactiveFile) },
+  { name: "container_memory_swap", help: "Container swap usage in bytes.", type: "GAUGE",
+    values: (s) => one(s.usage?.memory?.swap?.usage) },
   { name: "container_spec_memory_limit_bytes", help: "Memory limit for the container.", type: "GAUGE",
     values: (s) => one(s.usage?.memory ? (s.usage.memory.limit ?? 0) : undefined) },
+  ...PRESSURE_RESOURCES.flatMap((r) => [pressure(r, "full"), pressure(r, "some")]),
   { name: "container_processes", help: "Number of processes running inside the container.", type: "GAUGE",
     values: (s) => one(s.usage?.processes) },
   { name: "container_fs_usage_bytes", help: "Number of bytes that are consumed by the container on this filesystem.", type: "GAUGE", extraLabels: ["device"],

@@ -1,5 +1,5 @@
-// PodSandboxStats and ListPodSandboxStats: the pod's CPU, memory and process
-// count, its interfaces' counters, and the stats of each of its containers.
+// PodSandboxStats and ListPodSandboxStats: the pod's CPU, memory, pressure and
+// process count, its interfaces' counters, and the stats of each of its containers.
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";

@@ -1,9 +1,11 @@
-// CPU, memory and process figures of a cgroup, read from the cgroup file
-// system. The cgroup is found from a process in it (/proc/<pid>/cgroup), so
-// the cgroupfs and systemd drivers are alike (or, for the cgroupfs driver, by
-// its path, once the process is gone); each controller is read from its
-// v1 hierarchy when it has one, else from the unified (v2) one, so v1, v2 and
-// hybrid hosts all work.
+// CPU, memory, swap, process and pressure (PSI) figures of a cgroup, read
+// from the cgroup file system. The cgroup is found from a process in it
+// (/proc/<pid>/cgroup), so the cgroupfs and systemd drivers are alike (or, for
+// the cgroupfs driver, by its path, once the process is gone); each controller
+// is read from its v1 hierarchy when it has one, else from the unified (v2)
+// one, so v1, v2 and hybrid hosts all work. Pressure is a cgroup v2 figure: it
+// is read from the cgroup's directory in the unified hierarchy, also on a
+// hybrid host.
 import { readFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 
@@ -20,6 +22,8 @@ export interface CgroupDirs {
   cpu?: ControllerDir;
   memory?: ControllerDir;
   pids?: ControllerDir;
+  /** the cgroup's directory in the unified hierarchy, where the kernel keeps its pressure (PSI) files */
+  unified?: string;
 }
 
 export interface CpuUsage {
@@ -41,7 +45,32 @@ export interface MemoryUsage {
   majorPageFaults: number;
   /** undefined when unlimited */
   limit?: number;
+  /** absent when the host does not account swap */
+  swap?: SwapUsage;
 }
+
+export interface SwapUsage {
+  usage: number;
+  /** the swap the cgroup may use besides its memory; undefined when unlimited */
+  limit?: number;
+}
+
+/** One line of a pressure file: the share of time (%) tasks stalled over 10 s, 60 s and 300 s, and in all. */
+export interface PsiData {
+  totalNs: bigint;
+  avg10: number;
+  avg60: number;
+  avg300: number;
+}
+
+/** Pressure on a resource: "some" tasks stalled, or "full"y (all of them). */
+export interface PsiStats {
+  some?: PsiData;
+  full?: PsiData;
+}
+
+export const PRESSURE_RESOURCES = ["cpu", "memory", "io"] as const;
+export type PressureResource = (typeof PRESSURE_RESOURCES)[number];
 
 export interface CgroupUsage {
   /** when read, Unix nanoseconds */
@@ -49,6 +78,8 @@ export interface CgroupUsage {
   cpu?: CpuUsage;
   memory?: MemoryUsage;
   processes?: number;
+  /** cgroup v2 only, and when the kernel has PSI */
+  pressure?: Partial<Record<PressureResource, PsiStats>>;
 }
 
 interface Hierarchy {
@@ -95,6 +126,21 @@ export function parseProcCgroup(text: string): Map<string, string> {
     const [, id, controllers, path] = m as unknown as [string, string, string, string];
     if (id === "0" && controllers === "") out.set("", path);
     else for (const c of controllers.split(",")) out.set(c, path);
+  }
+  return out;
+}
+
+/** A pressure file (cpu.pressure, memory.pressure, io.pressure): "some avg10=0.12 avg60=0.05 avg300=0.01 total=1234" lines, total in microseconds. */
+export function parsePressure(text: string): PsiStats {
+  const out: PsiStats = {};
+  for (const line of text.split("\n")) {
+    const [kind, ...pairs] = line.trim().split(/\s+/);
+    if (kind !== "some" && kind !== "full") continue;
+    const fields = new Map(pairs.map((p) => p.split("=") as [string, string | undefined]));
+    const total = fields.get("total");
+    if (total === undefined || !/^\d+$/.test(total)) continue;
+    const avg = (k: string): number => Number(fields.get(k) ?? 0) || 0;
+    out[kind] = { totalNs: BigInt(total) * 1000n, avg10: avg("avg10"), avg60: avg("avg60"), avg300: avg("avg300") };
   }
   return out;
 }
@@ -173,6 +219,7 @@ export class CgroupStats {
 
   async #locate(paths: ReadonlyMap<string, string>): Promise<CgroupDirs> {
     const { v1, unified } = await this.#hierarchies();
+    // "" is the unified hierarchy
     const locate = (controller: string): ControllerDir | undefined => {
       const h = v1.get(controller);
       const path = h ? paths.get(controller) : paths.get("");
@@ -188,19 +235,26 @@ export class CgroupStats {
     if (cpu) dirs.cpu = cpu;
     if (memory) dirs.memory = memory;
     if (pids) dirs.pids = pids;
+    // On a hybrid host, a process left at the unified root would give the whole
+    // host's pressure: only a unified cgroup at the same path as the v1 ones counts.
+    const v1Path = paths.get("memory") ?? paths.get("cpuacct");
+    const unifiedDir = locate("");
+    if (unifiedDir && (v1Path === undefined || v1Path === paths.get(""))) dirs.unified = unifiedDir.dir;
     return dirs;
   }
 
   async read(dirs: CgroupDirs): Promise<CgroupUsage> {
-    const [cpu, memory, processes] = await Promise.all([
+    const [cpu, memory, processes, pressure] = await Promise.all([
       dirs.cpu ? readCpu(dirs.cpu) : undefined,
       dirs.memory ? readMemory(dirs.memory) : undefined,
       readProcesses(dirs.pids ?? dirs.memory ?? dirs.cpu),
+      dirs.unified === undefined ? undefined : readPressure(dirs.unified),
     ]);
     const usage: CgroupUsage = { timestamp: nowNanos() };
     if (cpu) usage.cpu = cpu;
     if (memory) usage.memory = memory;
     if (processes !== undefined) usage.processes = processes;
+    if (pressure) usage.pressure = pressure;
     return usage;
   }
 }
@@ -213,6 +267,7 @@ export function parentDirs(dirs: CgroupDirs): CgroupDirs {
   if (cpu) out.cpu = cpu;
   if (memory) out.memory = memory;
   if (pids) out.pids = pids;
+  if (dirs.unified !== undefined) out.unified = dirname(dirs.unified);
   return out;
 }
 
@@ -232,17 +287,19 @@ async function readCpu({ version, dir }: ControllerDir): Promise<CpuUsage | unde
 
 async function readMemory({ version, dir }: ControllerDir): Promise<MemoryUsage | undefined> {
   const v2 = version === 2;
-  const [usage, statText, limitText] = await Promise.all([
+  const [usage, statText, limitText, swapUsage, swapLimitText] = await Promise.all([
     readNumber(join(dir, v2 ? "memory.current" : "memory.usage_in_bytes")),
     readText(join(dir, "memory.stat")),
     readText(join(dir, v2 ? "memory.max" : "memory.limit_in_bytes")),
+    v2 ? readNumber(join(dir, "memory.swap.current")) : undefined,
+    readText(join(dir, v2 ? "memory.swap.max" : "memory.memsw.limit_in_bytes")),
   ]);
   if (usage === undefined || statText === undefined) return undefined;
   const stat = parseFlatKeyed(statText);
   // v1's total_* include the cgroup's descendants, as v2's figures always do
   const get = (v1: string, v2name: string): number => stat.get(v2 ? v2name : v1) ?? 0;
   const inactiveFile = get("total_inactive_file", "inactive_file");
-  const limit = limitText !== undefined && /^\d+$/.test(limitText.trim()) ? Number(limitText.trim()) : undefined;
+  const limit = parseLimit(limitText);
   const out: MemoryUsage = {
     usage,
     workingSet: Math.max(0, usage - inactiveFile),
@@ -253,8 +310,36 @@ async function readMemory({ version, dir }: ControllerDir): Promise<MemoryUsage 
     pageFaults: get("total_pgfault", "pgfault"),
     majorPageFaults: get("total_pgmajfault", "pgmajfault"),
   };
-  if (limit !== undefined && limit < UNLIMITED) out.limit = limit;
+  if (limit !== undefined) out.limit = limit;
+  // The files exist only when the kernel accounts swap. v1's swap in use is
+  // memory.stat's, as cAdvisor reads it (memsw.usage less usage, but read at once).
+  const swap = v2 ? swapUsage : stat.get("total_swap");
+  if (swap !== undefined && swapLimitText !== undefined) {
+    out.swap = { usage: swap };
+    let swapLimit = parseLimit(swapLimitText);
+    // v1's is of memory and swap together
+    if (!v2 && swapLimit !== undefined) swapLimit = limit === undefined ? undefined : Math.max(0, swapLimit - limit);
+    if (swapLimit !== undefined) out.swap.limit = swapLimit;
+  }
   return out;
+}
+
+/** A limit file's value; undefined for "max" (v2), v1's huge "unlimited", or no file. */
+function parseLimit(text: string | undefined): number | undefined {
+  const value = text?.trim();
+  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+  const n = Number(value);
+  return n < UNLIMITED ? n : undefined;
+}
+
+async function readPressure(dir: string): Promise<CgroupUsage["pressure"]> {
+  const texts = await Promise.all(PRESSURE_RESOURCES.map((r) => readText(join(dir, `${r}.pressure`))));
+  const out: NonNullable<CgroupUsage["pressure"]> = {};
+  PRESSURE_RESOURCES.forEach((r, i) => {
+    const text = texts[i];
+    if (text !== undefined) out[r] = parsePressure(text);
+  });
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** How many processes the kernel's OOM killer has killed in the memory cgroup; 0 when unknown. */

@@ -5,7 +5,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { rmdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readFile, rmdir } from "node:fs/promises";
 import { connect as http2Connect, constants as http2 } from "node:http2";
 import { connect as netConnect } from "node:net";
 import { randomBytes } from "node:crypto";
@@ -18,6 +19,10 @@ import { freePort } from "../fixtures/registry.js";
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const num = (v: { value: string } | null | undefined): number => Number(v?.value ?? Number.NaN);
+const CGROUP_V2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
+const MiB = 1024 * 1024;
+/** A pressure file's "some" stall time, in microseconds as the kernel counts it. */
+const someTotal = (text: string): number => Number(/^some .*total=(\d+)/m.exec(text)?.[1] ?? Number.NaN);
 
 
 async function freeSubnet(prefix: string): Promise<string> {
@@ -67,6 +72,20 @@ describe("observability", () => {
     assert.ok(rate > 0.2e9, `a busy loop uses a good part of a core, got ${rate} nano-cores`);
     assert.ok(Math.abs(rate - (used / window) * 1e9) < 0.05e9, `usage_nano_cores ${rate} is the usage over the window, ${(used / window) * 1e9}`);
     assert.ok(num(second.writable_layer?.used_bytes) >= 0 && second.writable_layer?.fs_id?.mountpoint, "the writable layer is measured");
+    // pressure stall times where the kernel keeps them (cgroup v2, or a hybrid host's unified hierarchy), in nanoseconds
+    const pressureFile = `${(await cgroupOf(burner)).unified}/cpu.pressure`;
+    const hasPressure = existsSync(pressureFile);
+    if (hasPressure) {
+      const before = someTotal(await readFile(pressureFile, "utf8"));
+      const withPsi = (await env.client.runtime.ContainerStats({ container_id: burner })).stats!;
+      const after = someTotal(await readFile(pressureFile, "utf8"));
+      const waited = Number(withPsi.cpu?.psi?.Some?.Total);
+      assert.ok(waited >= before * 1000 && waited <= after * 1000, `CPU pressure ${waited} ns is the kernel's ${before}…${after} µs`);
+      assert.ok(withPsi.memory?.psi?.Some && withPsi.io?.psi?.Some, "memory and IO pressure too");
+    } else {
+      assert.equal(second.cpu?.psi, null, "no pressure without cgroup v2");
+      assert.equal(second.io, null);
+    }
 
     const idleStats = (await env.client.runtime.ContainerStats({ container_id: idle })).stats!;
     assert.ok(num(idleStats.cpu?.usage_nano_cores) < 0.1e9, `sleep uses no CPU, got ${num(idleStats.cpu?.usage_nano_cores)}`);
@@ -82,8 +101,12 @@ describe("observability", () => {
     await sleep(1100);
     const podStats = (await env.client.runtime.PodSandboxStats({ pod_sandbox_id: pod.id })).stats!;
     assert.equal(podStats.attributes?.id, pod.id);
-    assert.ok(num(podStats.linux?.cpu?.usage_nano_cores) > 0.5e9, "the pod's CPU includes its burner");
+    const burnerNow = podStats.linux?.containers.find((c) => c.attributes?.id === burner);
+    // read a moment apart: the container's counter may run a few ms ahead of the pod's
+    assert.ok(num(podStats.linux?.cpu?.usage_core_nano_seconds) >= num(burnerNow?.cpu?.usage_core_nano_seconds) - 50e6, "the pod's CPU includes its burner's");
+    assert.ok(num(podStats.linux?.cpu?.usage_nano_cores) > 0.1e9, "and the pod is busy");
     assert.ok(num(podStats.linux?.process?.process_count) >= 3, "pause, sha256sum and sleep");
+    if (hasPressure) assert.ok(podStats.linux?.cpu?.psi?.Some && podStats.linux.io?.psi?.Some, "the pod's pressure, from its cgroup");
     assert.equal(podStats.linux?.containers.length, 2);
     const listed = await env.client.runtime.ListPodSandboxStats({ filter: { label_selector: { app: "cpu" } } });
     assert.deepEqual(listed.stats.map((s) => s.attributes?.id), [pod.id]);
@@ -126,6 +149,38 @@ describe("observability", () => {
     assert.ok(num(stats?.memory?.page_faults) > 0);
     const podStats = (await env.client.runtime.PodSandboxStats({ pod_sandbox_id: pod.id })).stats!;
     assert.ok(num(podStats.linux?.memory?.working_set_bytes) >= 64 * 1024 * 1024, "the pod's working set includes it");
+    await env.client.runtime.StopPodSandbox({ pod_sandbox_id: pod.id });
+    await env.client.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id });
+  });
+
+  it("shows a container's swap in use and the swap left under its limit, as its cgroup counts them", async () => {
+    const pod = await env.runPod("swap");
+    const limited = await env.runContainer(pod, "limited", {
+      linux: { resources: { memory_limit_in_bytes: 64 * MiB, memory_swap_limit_in_bytes: 96 * MiB } },
+    });
+    const unlimited = await env.runContainer(pod, "unlimited");
+    const stats = (await env.client.runtime.ContainerStats({ container_id: limited })).stats!;
+    const { memory } = await cgroupOf(limited);
+    const read = async (file: string) => (await readFile(`${memory}/${file}`, "utf8")).trim();
+    if (existsSync(`${memory}/${CGROUP_V2 ? "memory.swap.max" : "memory.memsw.limit_in_bytes"}`)) {
+      // what the kernel says: v1 limits memory and swap together, v2 swap alone
+      const [swapLimit, swapUsed] = CGROUP_V2
+        ? [Number(await read("memory.swap.max")), Number(await read("memory.swap.current"))]
+        : [Number(await read("memory.memsw.limit_in_bytes")) - Number(await read("memory.limit_in_bytes")),
+          Number(/^total_swap (\d+)$/m.exec(await read("memory.stat"))?.[1])];
+      assert.equal(swapLimit, 32 * MiB, "96 MiB of memory and swap is 32 MiB of swap");
+      assert.equal(num(stats.swap?.swap_usage_bytes), swapUsed, "the kernel's swap in use");
+      assert.equal(num(stats.swap?.swap_available_bytes), swapLimit - swapUsed);
+      assert.ok(BigInt(stats.swap?.timestamp ?? 0) > 0n);
+      const other = (await env.client.runtime.ContainerStats({ container_id: unlimited })).stats!;
+      assert.ok(num(other.swap?.swap_usage_bytes) >= 0);
+      assert.equal(other.swap?.swap_available_bytes, null, "no limit, so nothing to say is left");
+      const metric = (await env.client.runtime.ListPodSandboxMetrics({})).pod_metrics.find((m) => m.pod_sandbox_id === pod.id)
+        ?.container_metrics.find((c) => c.container_id === limited)?.metrics.find((m) => m.name === "container_memory_swap");
+      assert.equal(num(metric?.value), swapUsed);
+    } else {
+      assert.equal(stats.swap, null, "no swap figures when the kernel does not account swap");
+    }
     await env.client.runtime.StopPodSandbox({ pod_sandbox_id: pod.id });
     await env.client.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id });
   });
@@ -301,6 +356,21 @@ describe("observability", () => {
     const third = await env.runPod("cidr-3");
     assert.ok((await ipOf(third.id)).startsWith(prefix), "an empty pod_cidr changes nothing");
   });
+
+  /** A running container's cgroup directories: its memory cgroup, and its cgroup in the unified hierarchy when it has one. */
+  async function cgroupOf(containerId: string): Promise<{ memory: string; unified?: string }> {
+    const { info } = await env.client.runtime.ContainerStatus({ container_id: containerId, verbose: true });
+    const { pid } = JSON.parse(info["info"] ?? "{}") as { pid: number };
+    const paths = new Map((await readFile(`/proc/${pid}/cgroup`, "utf8")).trim().split("\n").flatMap((line) => {
+      const [id, controllers = "", path = ""] = line.split(":");
+      return id === "0" ? [["", path] as const] : controllers.split(",").map((c) => [c, path] as const);
+    }));
+    const unified = paths.get("");
+    return {
+      memory: CGROUP_V2 ? `/sys/fs/cgroup${unified}` : `/sys/fs/cgroup/memory${paths.get("memory")}`,
+      ...(unified && unified !== "/" ? { unified: `${CGROUP_V2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified"}${unified}` } : {}),
+    };
+  }
 
   async function waitForClients(n: number): Promise<void> {
     const deadline = Date.now() + 5000;
