@@ -35,7 +35,9 @@ export class BlobStream extends Readable {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(source: Readable, options: BlobStreamOptions) {
-    super({ highWaterMark: 1 << 20 });
+    // Chunks pass as the socket delivered them, one read at a time: a byte-mode
+    // read() would concatenate what is buffered into a new buffer.
+    super({ objectMode: true, highWaterMark: 1 });
     this.#source = source;
     this.#o = options;
     this.#position = options.start;

@@ -2,13 +2,11 @@
 // STAT finds a partial ingest left by an earlier attempt, the download resumes
 // at its offset, and COMMIT names the expected digest and size so containerd
 // checks the whole blob, including bytes an earlier attempt wrote.
-import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Containerd, Leased } from "../containerd/client.js";
-import { ContainerdError, fromGrpc, isAlreadyExists, isNotFound, isUnavailable } from "../containerd/errors.js";
-import type { WriteContentRequest__Input } from "../../proto/gen/containerd/containerd/services/content/v1/WriteContentRequest.js";
-import type { WriteContentResponse } from "../../proto/gen/containerd/containerd/services/content/v1/WriteContentResponse.js";
+import { ContainerdError, isAlreadyExists, isNotFound, isUnavailable } from "../containerd/errors.js";
+import { WriteSession } from "./content-write.js";
 import { DigestMismatchError, TransferError } from "./errors.js";
 import { isIndexType, isManifestType, MediaType, type Descriptor } from "./oci.js";
 
@@ -30,11 +28,7 @@ export interface WriteBlobOptions {
   resumes?: number;
 }
 
-// WRITE messages of about 1 MiB, at most 4 of them unanswered per blob.
-const CHUNK = 1 << 20;
-const WINDOW = 4;
 const LOCK_WAIT_MS = 100;
-const CLOSE_WAIT_MS = 5000;
 
 /** containerd's ingest key for a descriptor (remotes.MakeRefKey), shared with ctr's pulls. */
 export function ingestRef(d: Pick<Descriptor, "mediaType" | "digest">): string {
@@ -91,38 +85,23 @@ export async function writeBlob(o: WriteBlobOptions): Promise<"present" | "writt
     signal.throwIfAborted();
     const session = new WriteSession(o.containerd, o.leased, ref, signal);
     let start = 0;
-    let position = 0;
     try {
       const stat = await session.request({ action: "STAT", ref, total: d.size, expected: d.digest });
       start = Number(stat.offset);
       // A stale ingest of another size, or one we must not trust: write from 0 (containerd truncates).
       if ((Number(stat.total) !== 0 && Number(stat.total) !== d.size) || start > d.size || restartedFromZero) start = 0;
       if (start > 0) o.log.debug({ digest: d.digest, offset: start, size: d.size }, "resuming a partial download");
-      position = start;
+      session.seek(start, d.size);
       const bytes = await o.source(start, signal);
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async (now = false): Promise<void> => {
-        if (pendingBytes === 0) return;
-        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-        await session.send({ action: "WRITE", offset: position, data }, now);
-        position += data.length;
-      };
       try {
-        for await (const chunk of bytes) {
-          pending.push(chunk);
-          pendingBytes += chunk.length;
-          if (pendingBytes >= CHUNK) await flush();
-        }
+        for await (const chunk of bytes) await session.write(chunk);
       } catch (err) {
         // What arrived before the connection broke, or the caller gave up, is kept for the next attempt.
-        if (err instanceof TransferError || signal.aborted) await flush(true).catch(() => undefined);
+        if (err instanceof TransferError || signal.aborted) await session.flush(true).catch(() => undefined);
         throw err;
       }
-      await flush();
-      await session.request({ action: "COMMIT", offset: position, total: d.size, expected: d.digest, labels: o.labels });
+      await session.flush();
+      await session.request({ action: "COMMIT", offset: session.position, total: d.size, expected: d.digest, labels: o.labels });
       await session.close();
       o.log.debug({ digest: d.digest, size: d.size, from: start, ms: Date.now() - began }, "blob written");
       return "written";
@@ -148,9 +127,9 @@ export async function writeBlob(o: WriteBlobOptions): Promise<"present" | "writt
         if (err instanceof DigestMismatchError) throw err;
         throw new DigestMismatchError(`blob ${d.digest}: ${(err as Error).message}`, { cause: err });
       }
-      if (err instanceof TransferError && position > start && resumes > 0) {
+      if (err instanceof TransferError && session.position > start && resumes > 0) {
         resumes--;
-        o.log.info({ digest: d.digest, offset: position, size: d.size, err: err.message }, "download broke off; resuming");
+        o.log.info({ digest: d.digest, offset: session.position, size: d.size, err: err.message }, "download broke off; resuming");
         continue;
       }
       throw err;
@@ -162,106 +141,4 @@ async function abortIngest(c: Pick<Leased, "content">, ref: string): Promise<voi
   await c.content.Abort({ ref }, AbortSignal.timeout(30_000)).catch((err: unknown) => {
     if (!isNotFound(err)) throw err;
   });
-}
-
-// One Content.Write call. containerd answers every message in order; the
-// answers to WRITE are only counted, the ones to STAT and COMMIT awaited.
-class WriteSession {
-  readonly #call: ClientDuplexStream<WriteContentRequest__Input, WriteContentResponse>;
-  readonly #ended: Promise<void>;
-  #unclaimed = 0;
-  #waiter: { resolve: (r: WriteContentResponse) => void; reject: (e: Error) => void } | undefined;
-  #windowWaiter: { resolve: () => void; reject: (e: unknown) => void } | undefined;
-  #error: Error | undefined;
-  #closed = false;
-  readonly #signal: AbortSignal;
-  readonly #onAbort: () => void;
-
-  constructor(c: Containerd, leased: Leased, ref: string, signal: AbortSignal) {
-    this.#call = c.raw.content.Write(leased.metadata());
-    // A caller giving up stops waiting for answers; the call itself ends in close().
-    this.#signal = signal;
-    this.#onAbort = () => {
-      const w = this.#waiter;
-      this.#waiter = undefined;
-      w?.reject(signal.reason);
-      this.#wake(signal.reason);
-    };
-    signal.addEventListener("abort", this.#onAbort, { once: true });
-    this.#ended = new Promise((resolve) => this.#call.once("status", () => resolve()));
-    this.#call.on("data", (res: WriteContentResponse) => {
-      if (this.#unclaimed > 0) {
-        this.#unclaimed--;
-        this.#wake();
-        return;
-      }
-      const w = this.#waiter;
-      this.#waiter = undefined;
-      w?.resolve(res);
-    });
-    this.#call.on("error", (err: unknown) => this.#fail(fromGrpc(`content.Write ${ref}`, err)));
-    this.#call.on("end", () => this.#fail(new Error(`content.Write ${ref}: containerd ended the stream`)));
-  }
-
-  #fail(err: unknown): void {
-    this.#error ??= err instanceof Error ? err : new Error(String(err));
-    const w = this.#waiter;
-    this.#waiter = undefined;
-    w?.reject(this.#error);
-    this.#wake(this.#error);
-  }
-
-  #wake(err?: unknown): void {
-    const w = this.#windowWaiter;
-    this.#windowWaiter = undefined;
-    if (err === undefined) w?.resolve();
-    else w?.reject(err);
-  }
-
-  /**
-   * Sends a message without waiting for its answer, once fewer than WINDOW
-   * are unanswered (unless `now`): containerd's answers pace the download,
-   * and bound what crib holds in memory per blob.
-   */
-  async send(req: WriteContentRequest__Input, now = false): Promise<void> {
-    while (!now && this.#unclaimed >= WINDOW && !this.#error) {
-      await new Promise<void>((resolve, reject) => (this.#windowWaiter = { resolve, reject }));
-    }
-    if (this.#error) throw this.#error;
-    this.#unclaimed++;
-    this.#call.write(req);
-  }
-
-  /** Sends a message and waits for its answer (every earlier answer comes first). */
-  request(req: WriteContentRequest__Input): Promise<WriteContentResponse> {
-    if (this.#error) return Promise.reject(this.#error);
-    return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
-      this.#call.write(req);
-    });
-  }
-
-  /**
-   * Ends the call and waits until containerd has let go of the ingest (its
-   * lock): gracefully, so every byte sent is kept; cancelled when that takes long.
-   */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#signal.removeEventListener("abort", this.#onAbort);
-    this.#call.end();
-    if (await this.#endedWithin(CLOSE_WAIT_MS)) return;
-    this.#call.cancel();
-    await this.#endedWithin(CLOSE_WAIT_MS);
-  }
-
-  async #endedWithin(ms: number): Promise<boolean> {
-    const timer = new AbortController();
-    const ended = await Promise.race([
-      this.#ended.then(() => true),
-      sleep(ms, false, { signal: timer.signal }).catch(() => false),
-    ]);
-    timer.abort();
-    return ended;
-  }
 }
