@@ -75,7 +75,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
 
   // a Localhost seccomp profile is read before anything is made: a missing one fails the call cleanly
   const sc = config.linux?.security_context ?? null;
-  const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? "", "", "runtime-default", "config.linux.security_context");
+  const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? "", "", "unconfined", "config.linux.security_context");
   const seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
   // how long each part took, for the log: where a slow pod start goes
   const started = performance.now();

@@ -8,14 +8,14 @@ import type { Spec } from "./types.js";
 const build = (...args: Parameters<typeof sandboxInput>): Spec => buildSandboxSpec(sandboxInput(...args)).spec;
 const invalid = (message: RegExp) => (err: unknown) => isKind(err, "invalid-argument") && message.test((err as Error).message);
 
-test("pause runs the image's command read-only, as root, without capabilities, under RuntimeDefault seccomp", () => {
+test("pause runs the image's command read-only, as root, without capabilities or new privileges", () => {
   const spec = build();
   assert.deepEqual(spec.process.args, ["/pause"]);
   assert.deepEqual(spec.root, { path: "rootfs", readonly: true });
   assert.deepEqual(spec.process.user, { uid: 0, gid: 0 });
   assert.deepEqual(spec.process.capabilities, { bounding: [], effective: [], permitted: [] });
   assert.equal(spec.process.noNewPrivileges, true);
-  assert.equal(spec.linux.seccomp?.defaultAction, "SCMP_ACT_ERRNO");
+  assert.equal(spec.linux.seccomp, undefined, "unset seccomp is unconfined, as the CRI says");
   assert.ok(!spec.mounts.some((m) => m.destination === "/dev/shm"), "pause needs no /dev/shm");
   assert.ok(spec.linux.maskedPaths?.includes("/proc/kcore"));
 });
@@ -25,9 +25,11 @@ test("an image without Entrypoint and Cmd runs /pause; one with them runs them",
   assert.deepEqual(build({}, { image: { config: { Entrypoint: ["/bin/pause"], Cmd: ["-v"] } } }).process.args, ["/bin/pause", "-v"]);
 });
 
-test("the sandbox's seccomp settings win over the RuntimeDefault fallback", () => {
+test("the sandbox's seccomp settings choose the profile", () => {
   assert.equal(build({ linux: { security_context: { seccomp: { profile_type: "Unconfined" } } } }).linux.seccomp, undefined);
   assert.equal(build({ linux: { security_context: { seccomp_profile_path: "unconfined" } } }).linux.seccomp, undefined);
+  assert.equal(build({ linux: { security_context: { seccomp: { profile_type: "RuntimeDefault" } } } }).linux.seccomp?.defaultAction, "SCMP_ACT_ERRNO");
+  assert.equal(build({ linux: { security_context: { seccomp_profile_path: "runtime/default" } } }).linux.seccomp?.defaultAction, "SCMP_ACT_ERRNO");
 });
 
 test("run_as_user, run_as_group and supplemental_groups set the pause user; a group without a user is refused", () => {

@@ -1,5 +1,6 @@
 // The OCI spec of a sandbox's pause container: it only holds the pod's
-// namespaces, so it runs read-only, without capabilities, under seccomp.
+// namespaces, so it runs read-only, without capabilities or new privileges
+// (under seccomp when the sandbox asks for it).
 import type { PodSandboxConfig } from "../../proto/gen/cri/runtime/v1/PodSandboxConfig.js";
 import type { LinuxSandboxSecurityContext } from "../../proto/gen/cri/runtime/v1/LinuxSandboxSecurityContext.js";
 import { invalidArgument } from "../errors.js";
@@ -79,10 +80,10 @@ export const withSandboxUser: Step<SandboxSpecInput> = (spec, input) => {
   return { ...spec, process: { ...spec.process, user: { uid, gid, ...(groups.length > 0 ? { additionalGids: groups } : {}) } } };
 };
 
-/** RuntimeDefault unless the sandbox's security context says otherwise. */
+/** What the sandbox's security context asks for; unset is unconfined, as the CRI says. */
 export const withSandboxSeccomp: Step<SandboxSpecInput> = (spec, input) => {
   const sc = securityContext(input);
-  const choice = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? "", input.seccompProfileRoot ?? "", "runtime-default", "sandbox security_context");
+  const choice = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? "", input.seccompProfileRoot ?? "", "unconfined", "sandbox security_context");
   const seccomp = seccompFor(choice, spec.process.capabilities.bounding, input.host.arch, input.seccompProfile);
   return seccomp === undefined ? spec : { ...spec, linux: { ...spec.linux, seccomp } };
 };
