@@ -5,7 +5,8 @@ import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import type { Container } from "./store/containers.js";
-import { CribError, failedPrecondition, invalidArgument, required } from "../runtime/errors.js";
+import { CribError, failedPrecondition, invalidArgument, notFound, required } from "../runtime/errors.js";
+import { specOf } from "../runtime/containerd/tasks.js";
 import { ExecProcess, collect, lastDataAt, type OciProcess } from "../runtime/exec.js";
 
 const processCache = new Map<string, OciProcess>();
@@ -17,8 +18,8 @@ const KILL_WAIT_MS = 5000;
 export async function baseProcess(deps: Deps, c: Container, signal?: AbortSignal): Promise<OciProcess> {
   const cached = processCache.get(c.id);
   if (cached) return cached;
-  const { container } = await deps.containerd.containers.Get({ id: c.id }, signal);
-  const spec = JSON.parse(container?.spec?.value.toString("utf8") ?? "{}") as { process: OciProcess };
+  const spec = (await specOf(deps.containerd, c.id, signal)) as { process: OciProcess } | undefined;
+  if (!spec) throw notFound(`container ${c.id} has no record in containerd`);
   processCache.set(c.id, spec.process);
   return spec.process;
 }

@@ -16,7 +16,6 @@ export async function stopContainerRpc(deps: Deps, req: cri.StopContainerRequest
   return {};
 }
 
-
 export async function stopContainer(deps: Deps, c: Container, timeoutSeconds: number, ctx: CallContext): Promise<void> {
   if (c.status.state !== "CONTAINER_RUNNING") return;
   c.status.stopping = true;

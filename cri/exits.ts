@@ -33,14 +33,13 @@ const dateNanos = (d: Date): string => (BigInt(d.getTime()) * 1_000_000n).toStri
 async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt: string): Promise<void> {
   if (c.status.state === "CONTAINER_EXITED") return;
   await deps.io.get(c.id)?.drained(LOG_DRAIN_MS);
-  if ((c.status.state as string) === "CONTAINER_EXITED") return; // another path recorded it while the log drained
+  const oom = oomKilled.has(c.id) || (exitCode !== 0 && (await oomKilledInCgroup(deps, c).catch(() => false)));
+  if ((c.status.state as string) === "CONTAINER_EXITED") return; // another path recorded it meanwhile
+  const reason = oom ? "OOMKilled" : exitCode === 0 ? "Completed" : "Error";
   // containerd's clock and crib's may disagree by a hair: keep created <= started <= finished
   const started = c.status.startedAt === "0" ? finishedAt : c.status.startedAt;
   const floor = [c.createdAt, started].reduce((a, b) => (BigInt(a) > BigInt(b) ? a : b));
   const finished = BigInt(finishedAt) < BigInt(floor) ? floor : finishedAt;
-  const oom = oomKilled.has(c.id) || (exitCode !== 0 && (await oomKilledInCgroup(deps, c).catch(() => false)));
-  const reason = oom ? "OOMKilled" : exitCode === 0 ? "Completed" : "Error";
-  if ((c.status.state as string) === "CONTAINER_EXITED") return;
   await deps.containers.setStatus(c, {
     state: "CONTAINER_EXITED", exitCode, finishedAt: finished, reason, stopping: false, pid: 0,
     ...(c.status.startedAt === "0" ? { startedAt: BigInt(started) < BigInt(c.createdAt) ? c.createdAt : started } : {}),
