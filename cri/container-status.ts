@@ -7,6 +7,8 @@ import { matchesLabels } from "./labels.js";
 import { RUNC_V2, SNAPSHOTTER, specOf } from "../runtime/containerd/tasks.js";
 import { criSignal } from "../runtime/signals.js";
 import { requestedCdiDevices } from "../runtime/spec/cdi.js";
+import { criMessage } from "../proto/load.js";
+import { EncodedItems, lengthDelimited, repeated, type Encoded } from "../proto/encoded.js";
 
 export function containerSummary(c: Container): cri.Container__Input {
   return {
@@ -41,32 +43,50 @@ export function containerStatusOf(c: Container): cri.ContainerStatus__Input {
   };
 }
 
-export async function containerStatus(deps: Deps, req: cri.ContainerStatusRequest, ctx: CallContext): Promise<cri.ContainerStatusResponse__Input> {
-  const c = deps.containers.get(required(req.container_id, "container_id"));
+// What the replies show of a container that can change in place (the rest is fixed at creation).
+const imageFields = (c: Container): unknown[] => [c.config, c.imageRef, c.imageDigestRef, c.imageId];
+const summaries = new EncodedItems(criMessage<cri.Container__Input>("runtime.v1.Container"), containerSummary,
+  (c) => [c.status.state, c.createdAt, ...imageFields(c)]);
+const statuses = new EncodedItems(criMessage<cri.ContainerStatus__Input>("runtime.v1.ContainerStatus"), containerStatusOf, (c) => {
   const s = c.status;
-  const res: cri.ContainerStatusResponse__Input = { status: containerStatusOf(c) };
-  if (req.verbose) {
-    // the keys containerd's CRI plugin uses, so `crictl inspect` templates (.info.pid, .info.runtimeSpec) work alike
-    res.info = {
-      info: JSON.stringify({
-        sandboxID: c.sandboxId, pid: s.pid, removing: false, snapshotKey: c.id, snapshotter: SNAPSHOTTER,
-        runtimeType: RUNC_V2, imageName: c.imageName, ioDir: c.ioDir, config: c.config,
-        runtimeSpec: (await specOf(deps.containerd, c.id, ctx.signal)) ?? null,
-        ...(deps.config.cdi.enabled ? { cdiDevices: requestedCdiDevices(c.config) } : {}),
-      }),
-    };
-  }
-  return res;
+  return [s, s.state, s.startedAt, s.finishedAt, s.exitCode, s.reason, s.message, s.resources, c.createdAt, ...imageFields(c), c.logPath, c.stopSignal, c.user, c.imageVolumes];
+});
+const STATUS_FIELD = criMessage("runtime.v1.ContainerStatusResponse").field("status");
+const LIST_FIELD = criMessage("runtime.v1.ListContainersResponse").field("containers");
+
+export async function containerStatus(deps: Deps, req: cri.ContainerStatusRequest, ctx: CallContext): Promise<cri.ContainerStatusResponse__Input | Encoded<cri.ContainerStatusResponse__Input>> {
+  const c = deps.containers.get(required(req.container_id, "container_id"));
+  if (!req.verbose) return lengthDelimited([[STATUS_FIELD, statuses.bytes(c)]]);
+  const s = c.status;
+  // the keys containerd's CRI plugin uses, so `crictl inspect` templates (.info.pid, .info.runtimeSpec) work alike
+  const info = JSON.stringify({
+    sandboxID: c.sandboxId, pid: s.pid, removing: false, snapshotKey: c.id, snapshotter: SNAPSHOTTER,
+    runtimeType: RUNC_V2, imageName: c.imageName, ioDir: c.ioDir, config: c.config,
+    runtimeSpec: (await specOf(deps.containerd, c.id, ctx.signal)) ?? null,
+    ...(deps.config.cdi.enabled ? { cdiDevices: requestedCdiDevices(c.config) } : {}),
+  });
+  return { status: containerStatusOf(c), info: { info } };
 }
 
-export async function listContainers(deps: Deps, req: cri.ListContainersRequest, _ctx: CallContext): Promise<cri.ListContainersResponse__Input> {
+/** Newest first, by creation time (Unix nanoseconds as decimal strings, no leading zeros). */
+export const newestFirst = (a: { createdAt: string }, b: { createdAt: string }): number =>
+  b.createdAt.length - a.createdAt.length || (b.createdAt > a.createdAt ? 1 : b.createdAt < a.createdAt ? -1 : 0);
+
+function selectContainers(deps: Deps, req: cri.ListContainersRequest): Container[] {
   const f = req.filter;
-  const containers = deps.containers.list()
-    .filter((c) => !f?.id || c.id.startsWith(f.id))
-    .filter((c) => !f?.state || c.status.state === f.state.state)
-    .filter((c) => !f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
-    .filter((c) => matchesLabels(c.config.labels, f?.label_selector))
-    .sort((a, b) => (BigInt(b.createdAt) > BigInt(a.createdAt) ? 1 : -1))
-    .map(containerSummary);
-  return { containers };
+  return deps.containers.list()
+    .filter((c) => (!f?.id || c.id.startsWith(f.id))
+      && (!f?.state || c.status.state === f.state.state)
+      && (!f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
+      && matchesLabels(c.config.labels, f?.label_selector))
+    .sort(newestFirst);
+}
+
+/** ListContainers as StreamContainers sends it, in parts. */
+export async function listContainers(deps: Deps, req: cri.ListContainersRequest, _ctx: CallContext): Promise<cri.ListContainersResponse__Input> {
+  return { containers: selectContainers(deps, req).map(containerSummary) };
+}
+
+export async function listContainersRpc(deps: Deps, req: cri.ListContainersRequest, _ctx: CallContext): Promise<Encoded<cri.ListContainersResponse__Input>> {
+  return repeated(LIST_FIELD, selectContainers(deps, req).map((c) => summaries.bytes(c)));
 }

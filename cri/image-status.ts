@@ -5,6 +5,8 @@ import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { required } from "../runtime/errors.js";
 import type { StoredImage } from "../runtime/image/store.js";
+import { criMessage } from "../proto/load.js";
+import { EncodedItems, lengthDelimited, type Encoded } from "../proto/encoded.js";
 
 /** The image config's User as the CRI wants it: a numeric uid, or else a name (the group dropped). */
 export function imageUser(user: string | undefined): { uid?: number; username: string } {
@@ -27,10 +29,16 @@ export function toCriImage(image: StoredImage): cri.Image__Input {
   };
 }
 
-export async function imageStatus(deps: Deps, req: cri.ImageStatusRequest, ctx: CallContext): Promise<cri.ImageStatusResponse__Input> {
+// a StoredImage is made anew by every listing of containerd's records: nothing of it changes in place
+const images = new EncodedItems(criMessage<cri.Image__Input>("runtime.v1.Image"), toCriImage, () => []);
+export const encodedImage = (image: StoredImage): Buffer => images.bytes(image);
+const IMAGE_FIELD = criMessage("runtime.v1.ImageStatusResponse").field("image");
+
+export async function imageStatus(deps: Deps, req: cri.ImageStatusRequest, ctx: CallContext): Promise<cri.ImageStatusResponse__Input | Encoded<cri.ImageStatusResponse__Input>> {
   const spec = required(req.image?.image, "image.image");
   const image = await deps.imageStore.find(spec, ctx.signal);
   if (!image) return { image: null, info: {} };
+  if (!req.verbose) return lengthDelimited([[IMAGE_FIELD, encodedImage(image)]]);
   const res: cri.ImageStatusResponse__Input = { image: toCriImage(image), info: {} };
   if (req.verbose) {
     res.info = { info: JSON.stringify({ chainID: image.chainId, manifestDigest: image.manifestDigest, names: image.names, imageSpec: image.config }) };

@@ -4,6 +4,8 @@ import type { Deps } from "./deps.js";
 import type { Sandbox } from "./store/sandboxes.js";
 import { required } from "../runtime/errors.js";
 import { RUNC_V2, SNAPSHOTTER, specOf } from "../runtime/containerd/tasks.js";
+import { criMessage } from "../proto/load.js";
+import { EncodedItems, lengthDelimited, type Encoded } from "../proto/encoded.js";
 
 export function sandboxNamespaces(sandbox: Sandbox): cri.NamespaceOption__Input {
   const o = sandbox.config.linux?.security_context?.namespace_options;
@@ -26,8 +28,14 @@ export function sandboxStatusOf(sandbox: Sandbox): cri.PodSandboxStatus__Input {
   };
 }
 
-export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequest, ctx: CallContext): Promise<cri.PodSandboxStatusResponse__Input> {
+// what the status shows of a sandbox that can change in place
+const statuses = new EncodedItems(criMessage<cri.PodSandboxStatus__Input>("runtime.v1.PodSandboxStatus"), sandboxStatusOf,
+  (s) => [s.config, s.state, s.runtimeHandler, s.createdAt, s.networkDown, s.ips.join(",")]);
+const STATUS_FIELD = criMessage("runtime.v1.PodSandboxStatusResponse").field("status");
+
+export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequest, ctx: CallContext): Promise<cri.PodSandboxStatusResponse__Input | Encoded<cri.PodSandboxStatusResponse__Input>> {
   const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+  if (!req.verbose) return lengthDelimited([[STATUS_FIELD, statuses.bytes(sandbox)]]);
   const res: cri.PodSandboxStatusResponse__Input = { status: sandboxStatusOf(sandbox) };
   if (req.verbose) {
     const cni = await deps.cni.cached(sandbox.id).catch(() => undefined);

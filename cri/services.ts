@@ -4,6 +4,7 @@ import type { UntypedServiceImplementation, handleServerStreamingCall, handleUna
 import type { RuntimeServiceHandlers } from "../proto/gen/cri/runtime/v1/RuntimeService.js";
 import type { ImageServiceHandlers } from "../proto/gen/cri/runtime/v1/ImageService.js";
 import { loadCri } from "../proto/load.js";
+import { passingEncoded, type Encoded } from "../proto/encoded.js";
 import type { Deps } from "./deps.js";
 import { serverStream, unary, type CallContext, type CallObserver } from "./rpc.js";
 import type { ServiceBinding } from "./server.js";
@@ -14,12 +15,12 @@ import { runPodSandbox } from "./sandbox-run.js";
 import { stopPodSandbox } from "./sandbox-stop.js";
 import { removePodSandbox } from "./sandbox-remove.js";
 import { podSandboxStatus } from "./sandbox-status.js";
-import { listPodSandbox } from "./sandbox-list.js";
+import { listPodSandbox, listPodSandboxRpc } from "./sandbox-list.js";
 import { createContainerRpc } from "./container-create.js";
 import { startContainer } from "./container-start.js";
 import { stopContainerRpc } from "./container-stop.js";
 import { removeContainerRpc } from "./container-remove.js";
-import { containerStatus, listContainers } from "./container-status.js";
+import { containerStatus, listContainers, listContainersRpc } from "./container-status.js";
 import { execSync } from "./container-exec-sync.js";
 import { execRpc } from "./container-exec.js";
 import { attachRpc } from "./container-attach.js";
@@ -27,7 +28,7 @@ import { portForwardRpc } from "./sandbox-port-forward.js";
 import { updateContainerResources } from "./container-update.js";
 import { reopenContainerLog } from "./container-reopen-log.js";
 import { pullImage } from "./image-pull.js";
-import { listImagesRpc } from "./image-list.js";
+import { listImages, listImagesRpc } from "./image-list.js";
 import { imageStatus } from "./image-status.js";
 import { removeImage } from "./image-remove.js";
 import { imageFsInfo } from "./image-fs-info.js";
@@ -40,7 +41,9 @@ import { listStream } from "./list-stream.js";
 import { updatePodSandboxResources } from "./sandbox-update-resources.js";
 
 type Unary<H> = H extends handleUnaryCall<infer Req, infer Res> ? { req: Req; res: Res } : never;
-type Impl<H> = { [K in keyof H]?: (deps: Deps, req: Unary<H[K]>["req"], ctx: CallContext) => Promise<NonNullable<Unary<H[K]>["res"]>> };
+// a reply is an object to encode, or bytes encoded before (proto/encoded.ts)
+type Reply<Res> = NonNullable<Res> | Encoded<NonNullable<Res>>;
+type Impl<H> = { [K in keyof H]?: (deps: Deps, req: Unary<H[K]>["req"], ctx: CallContext) => Promise<Reply<Unary<H[K]>["res"]>> };
 type Stream<H> = H extends handleServerStreamingCall<infer Req, infer Res> ? { req: Req; res: Res } : never;
 type StreamImpl<H> = { [K in keyof H]?: (deps: Deps, req: Stream<H[K]>["req"], send: (res: Stream<H[K]>["res"]) => Promise<void>, ctx: CallContext) => Promise<void> };
 
@@ -52,13 +55,13 @@ export const runtimeHandlers: Impl<RuntimeServiceHandlers> = {
   StopPodSandbox: stopPodSandbox,
   RemovePodSandbox: removePodSandbox,
   PodSandboxStatus: podSandboxStatus,
-  ListPodSandbox: listPodSandbox,
+  ListPodSandbox: listPodSandboxRpc,
   CreateContainer: createContainerRpc,
   StartContainer: startContainer,
   StopContainer: stopContainerRpc,
   RemoveContainer: removeContainerRpc,
   ContainerStatus: containerStatus,
-  ListContainers: listContainers,
+  ListContainers: listContainersRpc,
   ExecSync: execSync,
   Exec: execRpc,
   Attach: attachRpc,
@@ -86,7 +89,7 @@ export const runtimeStreams: StreamImpl<RuntimeServiceHandlers> = {
 };
 
 const imageStreams: StreamImpl<ImageServiceHandlers> = {
-  StreamImages: listStream(listImagesRpc, "images", "images"),
+  StreamImages: listStream(listImages, "images", "images"),
 };
 
 export const imageHandlers: Impl<ImageServiceHandlers> = {
@@ -112,7 +115,7 @@ function bind<H>(service: string, impl: Impl<H>, deps: Deps, observer?: CallObse
 export function criServices(deps: Deps, observer?: CallObserver): ServiceBinding[] {
   const v1 = loadCri().runtime.v1;
   return [
-    { definition: v1.RuntimeService.service, handlers: bind("RuntimeService", runtimeHandlers, deps, observer, runtimeStreams) },
-    { definition: v1.ImageService.service, handlers: bind("ImageService", imageHandlers, deps, observer, imageStreams) },
+    { definition: passingEncoded(v1.RuntimeService.service), handlers: bind("RuntimeService", runtimeHandlers, deps, observer, runtimeStreams) },
+    { definition: passingEncoded(v1.ImageService.service), handlers: bind("ImageService", imageHandlers, deps, observer, imageStreams) },
   ];
 }

@@ -62,12 +62,44 @@ function loaderOptions(dir: string): Options {
   };
 }
 
-let cri: CriProtoGrpcType | undefined;
+let cri: { definitions: PackageDefinition; grpc: CriProtoGrpcType } | undefined;
 let containerd: { definitions: PackageDefinition; grpc: ContainerdProtoGrpcType } | undefined;
 
-export function loadCri(): CriProtoGrpcType {
-  cri ??= loadPackageDefinition(definitions("cri/api.proto")) as unknown as CriProtoGrpcType;
+function criApi(): NonNullable<typeof cri> {
+  if (cri === undefined) {
+    const defs = definitions("cri/api.proto");
+    cri = { definitions: defs, grpc: loadPackageDefinition(defs) as unknown as CriProtoGrpcType };
+  }
   return cri;
+}
+
+export function loadCri(): CriProtoGrpcType {
+  return criApi().grpc;
+}
+
+export interface MessageCodec<T> {
+  /** what the generated serializer makes of a value: the encoded message */
+  encode(value: T): Buffer;
+  /** a field's number, by its name in the .proto */
+  field(name: string): number;
+}
+
+/** One CRI message's encoder, e.g. criMessage<cri.Container__Input>("runtime.v1.Container"). */
+export function criMessage<T>(type: string): MessageCodec<T> {
+  const definition = criApi().definitions[type];
+  if (definition === undefined || !("format" in definition) || definition.format !== "Protocol Buffer 3 DescriptorProto") {
+    throw new Error(`${type} is not a CRI message`);
+  }
+  const message = definition as MessageTypeDefinition<T, object>;
+  const fields = (message.type as { field: Array<{ name: string; number: number }> }).field;
+  return {
+    encode: (value) => message.serialize(value),
+    field(name) {
+      const f = fields.find((x) => x.name === name);
+      if (f === undefined) throw new Error(`${type} has no field ${name}`);
+      return f.number;
+    },
+  };
 }
 
 function containerdApi(): NonNullable<typeof containerd> {

@@ -5,7 +5,8 @@
 //   sandbox    RunPodSandbox, StopPodSandbox, RemovePodSandbox, per call
 //   container  CreateContainer + StartContainer of busybox sleep in a ready pod (stop+remove between)
 //   exec-sync  ExecSync of /bin/cat /etc/hostname and /bin/true
-//   rss        crib's VmRSS with 100 containers each logging 10 lines/s (crib only)
+//   rss-logging  crib's VmRSS with 100 containers each logging 10 lines/s (crib only)
+// (the read rpcs and the daemons' RSS with many pods: read-path.ts)
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PodEnv } from "../fixtures/pod-env.js";
@@ -18,24 +19,24 @@ import { mb, rss, sampleRss, timed, type Benchmark, type Row } from "./bench.js"
 const samples = (): number => Number(process.env["BENCH_N"] ?? 30);
 const WARMUP = 2;
 
-interface Side {
+export interface Side {
   name: "crib" | "containerd";
   client: CriClient;
   sandboxConfig(name: string): cri.PodSandboxConfig__Input;
 }
 
-interface Pod {
+export interface Pod {
   id: string;
   config: cri.PodSandboxConfig__Input;
 }
 
-const percentile = (xs: readonly number[], p: number): number => {
+export const percentile = (xs: readonly number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
 };
 
 /** Both sides up; `body` gets them and always sees them torn down. */
-async function withSides<T>(log: (line: string) => void, body: (sides: Side[]) => Promise<T>): Promise<T> {
+export async function withSides<T>(log: (line: string) => void, body: (sides: Side[], env: PodEnv, ctd: ContainerdCri) => Promise<T>): Promise<T> {
   const env = await PodEnv.start({ config: { log_level: "info" } });
   try {
     const ctd = await ContainerdCri.start();
@@ -46,7 +47,7 @@ async function withSides<T>(log: (line: string) => void, body: (sides: Side[]) =
         { name: "crib", client: env.client, sandboxConfig: (n) => env.sandboxConfig(n) },
         { name: "containerd", client: ctd.client, sandboxConfig: (n) => ctd.sandboxConfig(n) },
       ];
-      return await body(sides);
+      return await body(sides, env, ctd);
     } finally {
       await ctd.close();
     }
@@ -55,14 +56,14 @@ async function withSides<T>(log: (line: string) => void, body: (sides: Side[]) =
   }
 }
 
-async function runPod(side: Side, name: string): Promise<Pod> {
-  const config = side.sandboxConfig(name);
+export async function runPod(side: Side, name: string, extra: Partial<cri.PodSandboxConfig__Input> = {}): Promise<Pod> {
+  const config = { ...side.sandboxConfig(name), ...extra };
   await mkdir(config.log_directory!, { recursive: true });
   const { pod_sandbox_id } = await side.client.runtime.RunPodSandbox({ config });
   return { id: pod_sandbox_id, config };
 }
 
-async function removePod(side: Side, pod: Pod): Promise<void> {
+export async function removePod(side: Side, pod: Pod): Promise<void> {
   await side.client.runtime.StopPodSandbox({ pod_sandbox_id: pod.id });
   await side.client.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id });
 }
@@ -75,14 +76,14 @@ function createRequest(pod: Pod, name: string, command: string[]): cri.CreateCon
   };
 }
 
-async function runContainer(side: Side, pod: Pod, name: string, command = ["/bin/sleep", "3600"]): Promise<string> {
+export async function runContainer(side: Side, pod: Pod, name: string, command = ["/bin/sleep", "3600"]): Promise<string> {
   const { container_id } = await side.client.runtime.CreateContainer(createRequest(pod, name, command));
   await side.client.runtime.StartContainer({ container_id });
   return container_id;
 }
 
 /** Timings per side per operation, in ms. */
-class Samples {
+export class Samples {
   readonly #ms = new Map<string, number[]>();
   add(side: Side, op: string, ms: number): void {
     const key = `${op}\0${side.name}`;
@@ -103,7 +104,7 @@ class Samples {
 }
 
 /** Runs `step(side, i)` for every side, alternating, WARMUP unmeasured rounds first. */
-async function alternate(sides: Side[], n: number, step: (side: Side, i: number, measured: boolean) => Promise<void>): Promise<void> {
+export async function alternate(sides: Side[], n: number, step: (side: Side, i: number, measured: boolean) => Promise<void>): Promise<void> {
   for (let i = 0; i < WARMUP + n; i++) {
     const order = i % 2 === 0 ? sides : [...sides].reverse();
     for (const side of order) await step(side, i, i >= WARMUP);
@@ -198,8 +199,8 @@ const RSS_PODS = 5;
 const RSS_SETTLE_S = 30;
 const RSS_TARGET_MB = 150;
 
-export const rssBenchmark: Benchmark = {
-  name: "rss",
+export const rssLoggingBenchmark: Benchmark = {
+  name: "rss-logging",
   description: `crib's RSS with ${RSS_CONTAINERS} containers each logging 10 lines/s, after ${RSS_SETTLE_S} s`,
   async run({ log }) {
     const env = await PodEnv.start({ config: { log_level: "info" } });

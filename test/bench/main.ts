@@ -5,9 +5,10 @@
 import type { Benchmark, Row } from "./bench.js";
 import { pullBenchmark } from "./pull.js";
 import { streamingBenchmark } from "./streaming.js";
-import { containerBenchmark, execSyncBenchmark, rssBenchmark, sandboxBenchmark } from "./cri-compare.js";
+import { containerBenchmark, execSyncBenchmark, rssLoggingBenchmark, sandboxBenchmark } from "./cri-compare.js";
+import { rpcBenchmark, rssBenchmark } from "./read-path.js";
 
-const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rssBenchmark];
+const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rpcBenchmark, rssBenchmark, rssLoggingBenchmark];
 
 function table(rows: Row[]): string {
   const header: Row = { benchmark: "benchmark", metric: "metric", value: "value", note: "note" };
