@@ -43,13 +43,12 @@ export function containerStatusOf(c: Container): cri.ContainerStatus__Input {
   };
 }
 
-// What the replies show of a container that can change in place (the rest is fixed at creation).
-const imageFields = (c: Container): unknown[] => [c.config, c.imageRef, c.imageDigestRef, c.imageId];
+// What the replies show of a container that can change in place; the rest (image, log path, user…) is fixed at creation.
 const summaries = new EncodedItems(criMessage<cri.Container__Input>("runtime.v1.Container"), containerSummary,
-  (c) => [c.status.state, c.createdAt, ...imageFields(c)]);
+  (c) => [c.status.state, c.config]);
 const statuses = new EncodedItems(criMessage<cri.ContainerStatus__Input>("runtime.v1.ContainerStatus"), containerStatusOf, (c) => {
   const s = c.status;
-  return [s, s.state, s.startedAt, s.finishedAt, s.exitCode, s.reason, s.message, s.resources, c.createdAt, ...imageFields(c), c.logPath, c.stopSignal, c.user, c.imageVolumes];
+  return [s, s.state, s.startedAt, s.finishedAt, s.exitCode, s.reason, s.message, s.resources, c.config];
 });
 const STATUS_FIELD = criMessage("runtime.v1.ContainerStatusResponse").field("status");
 const LIST_FIELD = criMessage("runtime.v1.ListContainersResponse").field("containers");
@@ -69,17 +68,29 @@ export async function containerStatus(deps: Deps, req: cri.ContainerStatusReques
 }
 
 /** Newest first, by creation time (Unix nanoseconds as decimal strings, no leading zeros). */
-export const newestFirst = (a: { createdAt: string }, b: { createdAt: string }): number =>
+const newestFirst = (a: { createdAt: string }, b: { createdAt: string }): number =>
   b.createdAt.length - a.createdAt.length || (b.createdAt > a.createdAt ? 1 : b.createdAt < a.createdAt ? -1 : 0);
 
-function selectContainers(deps: Deps, req: cri.ListContainersRequest): Container[] {
+const sorted = new WeakMap<readonly object[], readonly object[]>();
+
+/** A store's items newest first, sorted once per change of the store (its `all()` array). */
+export function newestFirstOf<T extends { createdAt: string }>(all: readonly T[]): readonly T[] {
+  let s = sorted.get(all) as readonly T[] | undefined;
+  if (!s) {
+    s = [...all].sort(newestFirst);
+    sorted.set(all, s);
+  }
+  return s;
+}
+
+function selectContainers(deps: Deps, req: cri.ListContainersRequest): readonly Container[] {
   const f = req.filter;
-  return deps.containers.list()
-    .filter((c) => (!f?.id || c.id.startsWith(f.id))
-      && (!f?.state || c.status.state === f.state.state)
-      && (!f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
-      && matchesLabels(c.config.labels, f?.label_selector))
-    .sort(newestFirst);
+  const all = newestFirstOf(deps.containers.all());
+  if (!f?.id && !f?.state && !f?.pod_sandbox_id && Object.keys(f?.label_selector ?? {}).length === 0) return all;
+  return all.filter((c) => (!f?.id || c.id.startsWith(f.id))
+    && (!f?.state || c.status.state === f.state.state)
+    && (!f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
+    && matchesLabels(c.config.labels, f?.label_selector));
 }
 
 /** ListContainers as StreamContainers sends it, in parts. */

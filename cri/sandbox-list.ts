@@ -3,7 +3,7 @@ import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import type { Sandbox } from "./store/sandboxes.js";
 import { matchesLabels } from "./labels.js";
-import { newestFirst } from "./container-status.js";
+import { newestFirstOf } from "./container-status.js";
 import { criMessage } from "../proto/load.js";
 import { EncodedItems, repeated, type Encoded } from "../proto/encoded.js";
 
@@ -18,13 +18,13 @@ const summaries = new EncodedItems(criMessage<cri.PodSandbox__Input>("runtime.v1
   (s) => [s.config, s.state, s.runtimeHandler, s.createdAt]);
 const LIST_FIELD = criMessage("runtime.v1.ListPodSandboxResponse").field("items");
 
-function selectSandboxes(deps: Deps, req: cri.ListPodSandboxRequest): Sandbox[] {
+function selectSandboxes(deps: Deps, req: cri.ListPodSandboxRequest): readonly Sandbox[] {
   const f = req.filter;
-  return deps.sandboxes.list()
-    .filter((s) => (!f?.id || s.id.startsWith(f.id))
-      && (!f?.state || s.state === f.state.state)
-      && matchesLabels(s.config.labels, f?.label_selector))
-    .sort(newestFirst);
+  const all = newestFirstOf(deps.sandboxes.all());
+  if (!f?.id && !f?.state && Object.keys(f?.label_selector ?? {}).length === 0) return all;
+  return all.filter((s) => (!f?.id || s.id.startsWith(f.id))
+    && (!f?.state || s.state === f.state.state)
+    && matchesLabels(s.config.labels, f?.label_selector));
 }
 
 /** ListPodSandbox as StreamPodSandboxes sends it, in parts. */

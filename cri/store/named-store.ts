@@ -5,6 +5,7 @@ import { invalidArgument, notFound } from "../../runtime/errors.js";
 export class NamedStore<T extends { id: string }> {
   readonly #byId = new Map<string, T>();
   readonly #names = new Map<string, string>();
+  #all: readonly T[] | undefined;
 
   constructor(readonly what: string, readonly idField: string, readonly nameOf: (item: T) => string | undefined) {}
 
@@ -25,6 +26,7 @@ export class NamedStore<T extends { id: string }> {
   }
 
   add(item: T): void {
+    this.#all = undefined;
     this.#byId.set(item.id, item);
     const name = this.nameOf(item);
     if (name !== undefined) this.#names.set(name, item.id);
@@ -32,6 +34,7 @@ export class NamedStore<T extends { id: string }> {
 
   delete(id: string): void {
     const item = this.#byId.get(id);
+    this.#all = undefined;
     this.#byId.delete(id);
     const name = item && this.nameOf(item);
     if (name !== undefined) this.release(name, id);
@@ -39,6 +42,12 @@ export class NamedStore<T extends { id: string }> {
 
   list(): T[] {
     return [...this.#byId.values()];
+  }
+
+  /** Every item, in one array kept until the next add or delete: the same array means the same items. Not to be changed. */
+  all(): readonly T[] {
+    this.#all ??= Object.freeze([...this.#byId.values()]);
+    return this.#all;
   }
 
   /** By full id or unique prefix; undefined when none. */
