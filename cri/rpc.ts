@@ -9,6 +9,8 @@ import { toServiceError } from "./errors.js";
 export interface CallContext {
   signal: AbortSignal;
   log: Logger;
+  /** when the client gives up (epoch ms), if it set a deadline */
+  deadline?: number;
 }
 
 export type Handler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
@@ -19,20 +21,19 @@ export interface CallObserver {
   callDone(method: string, code: status, seconds: number): void;
 }
 
-function deadlineSignal(deadline: Deadline): AbortSignal | undefined {
+const deadlineAt = (deadline: Deadline): number | undefined => {
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  if (!Number.isFinite(at)) return undefined;
-  return AbortSignal.timeout(Math.max(0, at - Date.now()));
-}
+  return Number.isFinite(at) ? at : undefined;
+};
 
 function context(method: string, log: Logger, call: { getDeadline(): Deadline; once(e: "cancelled", l: () => void): unknown }) {
   const lifetime = new AbortController();
   call.once("cancelled", () => lifetime.abort(new DOMException(`${method}: cancelled by the client`, "AbortError")));
-  const deadline = deadlineSignal(call.getDeadline());
-  const signal = deadline ? AbortSignal.any([lifetime.signal, deadline]) : lifetime.signal;
+  const at = deadlineAt(call.getDeadline());
+  const signal = at !== undefined ? AbortSignal.any([lifetime.signal, AbortSignal.timeout(Math.max(0, at - Date.now()))]) : lifetime.signal;
   // one call may fan out to many containerd calls at once (StopPodSandbox), each listening
   setMaxListeners(0, signal);
-  return { lifetime, ctx: { signal, log: log.child({ method }) } satisfies CallContext };
+  return { lifetime, ctx: { signal, log: log.child({ method }), ...(at !== undefined ? { deadline: at } : {}) } satisfies CallContext };
 }
 
 function finish(ctx: CallContext, observer: CallObserver | undefined, method: string, started: bigint, err: unknown) {
