@@ -92,6 +92,8 @@ export class Containerd {
       "grpc.max_send_message_length": 64 * 1024 * 1024,
       "grpc.initial_reconnect_backoff_ms": 200,
       "grpc.max_reconnect_backoff_ms": 2000,
+      // per-call tracing for a channelz service nobody queries
+      "grpc.enable_channelz": 0,
     };
     const version = new s.version.v1.Version(target, credentials.createInsecure(), options);
     const shared = { ...options, channelOverride: version.getChannel() };

@@ -8,7 +8,6 @@ import { execFile } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { access } from "node:fs/promises";
 import { promisify } from "node:util";
-import { extract } from "tar-stream";
 import { SNAPSHOTTER } from "../containerd/tasks.js";
 
 const run = promisify(execFile);
@@ -50,6 +49,8 @@ const REF_NAME = "org.opencontainers.image.ref.name";
 
 /** The image names an archive's index.json gives its manifests (what `ctr images import` names them). */
 export async function archiveImageNames(archive: string): Promise<string[]> {
+  // loaded on first use: the daemon reads an archive only when the sandbox image is missing
+  const { extract } = await import("tar-stream");
   const tar = extract();
   createReadStream(archive).on("error", (err) => tar.destroy(err)).pipe(tar);
   let index: string | undefined;

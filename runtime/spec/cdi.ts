@@ -4,7 +4,7 @@
 // files, picks the devices asked for and applies their edits. All of it is pure:
 // runtime/cdi-registry.ts reads the files and stats the host's device nodes.
 import { extname } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { createRequire } from "node:module";
 import type { ContainerConfig } from "../../proto/gen/cri/runtime/v1/ContainerConfig.js";
 import { invalidArgument } from "../errors.js";
 import type { BuiltSpec } from "./base.js";
@@ -12,6 +12,11 @@ import { cleanPath, mergeEnv } from "./base.js";
 import type { DeviceCgroupRule, DeviceType, LinuxDevice, Mount, Spec } from "./types.js";
 
 /** Older kubelets (before CDI_devices) and device plugins name devices in annotations `cdi.k8s.io/<key>: vendor.com/gpu=0,vendor.com/gpu=1`. */
+// yaml is loaded with the first YAML spec file: most nodes have none
+const require = createRequire(import.meta.url);
+let yaml: typeof import("yaml") | undefined;
+const parseYaml = (text: string, options: { version: "1.1" }): unknown => (yaml ??= require("yaml") as typeof import("yaml")).parse(text, options);
+
 export const CDI_ANNOTATION_PREFIX = "cdi.k8s.io/";
 export const CDI_SPEC_EXTENSIONS: readonly string[] = [".json", ".yaml", ".yml"];
 
