@@ -10,6 +10,7 @@ import { requestedCdiDevices } from "../runtime/spec/cdi.js";
 import { criMessage } from "../proto/load.js";
 import { EncodedItems, lengthDelimited, repeated, type Encoded } from "../proto/encoded.js";
 
+/** A container as ListContainers lists it (from kept bytes: see `summaries` below). */
 export function containerSummary(c: Container): cri.Container__Input {
   return {
     id: c.id, pod_sandbox_id: c.sandboxId, metadata: c.config.metadata,
@@ -27,7 +28,10 @@ function statusMounts(c: Container): cri.Mount__Input[] {
   });
 }
 
-/** The status as ContainerStatus (not verbose) and the container events report it. */
+/**
+ * The status as ContainerStatus (not verbose) and the container events report it.
+ * ContainerStatus sends it from kept bytes: whatever it reads that can change in place must be in `statuses`' version.
+ */
 export function containerStatusOf(c: Container): cri.ContainerStatus__Input {
   const s = c.status;
   return {

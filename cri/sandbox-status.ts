@@ -12,7 +12,10 @@ export function sandboxNamespaces(sandbox: Sandbox): cri.NamespaceOption__Input 
   return { network: o?.network ?? "POD", pid: o?.pid ?? "POD", ipc: o?.ipc ?? "POD", target_id: o?.target_id ?? "" };
 }
 
-/** The status as PodSandboxStatus (not verbose) and the container events report it. */
+/**
+ * The status as PodSandboxStatus (not verbose) and the container events report it.
+ * PodSandboxStatus sends it from kept bytes: whatever it reads that can change in place must be in `statuses`' version.
+ */
 export function sandboxStatusOf(sandbox: Sandbox): cri.PodSandboxStatus__Input {
   const [ip = "", ...more] = sandbox.networkDown ? [] : sandbox.ips;
   return {
