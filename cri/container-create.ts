@@ -25,6 +25,7 @@ import { filePaths } from "../runtime/sandbox-files.js";
 import { taskState } from "../runtime/containerd/tasks.js";
 import { containerEvent } from "./container-events.js";
 import { prepareImageVolumes } from "./image-volumes.js";
+import { containerInSandbox, logTarget } from "./validate.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
   const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -33,6 +34,12 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   required(metadata.name, "config.metadata.name");
   const imageRef = required(config.image?.image, "config.image.image");
   if (sandbox.state !== "SANDBOX_READY") throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
+  // checked against the sandbox crib stored, never the request's sandbox_config copy
+  const nsOpts = config.linux?.security_context?.namespace_options;
+  const target = nsOpts?.pid === "TARGET" ? deps.containers.get(required(nsOpts.target_id, "config.linux.security_context.namespace_options.target_id")) : undefined;
+  containerInSandbox(config, sandbox, target?.sandboxId);
+  const logPath = sandbox.config.log_directory && config.log_path ? join(sandbox.config.log_directory, config.log_path) : "";
+  await logTarget("pod sandbox log_directory", sandbox.config.log_directory, logPath);
   const handlerName = sandbox.runtimeHandler || deps.config.default_runtime;
   const rro = config.mounts.find((m) => m.recursive_read_only);
   if (rro && !deps.runtimeFeatures.get(handlerName)?.recursiveReadOnly) {
@@ -71,11 +78,9 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   const seccomp = seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? "", "", "unconfined", "config.linux.security_context");
   const seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
   let targetPid: number | undefined;
-  const nsOpts = sc?.namespace_options;
-  if (nsOpts?.pid === "TARGET") {
-    const target = deps.containers.get(nsOpts.target_id);
+  if (target) {
     const t = await taskState(deps.containerd, target.id, signal);
-    if (!t || t.status !== "RUNNING") throw failedPrecondition(`target container ${nsOpts.target_id} for the PID namespace is not running`);
+    if (!t || t.status !== "RUNNING") throw failedPrecondition(`target container ${target.id} for the PID namespace is not running`);
     targetPid = t.pid;
   }
   const files = filePaths(sandbox.dir, sandbox.shmDir);
@@ -94,7 +99,6 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   }), cdi);
   for (const w of warnings) log.warn({ warning: w }, "container spec");
 
-  const logPath = sandbox.config.log_directory && config.log_path ? join(sandbox.config.log_directory, config.log_path) : "";
   const meta: ContainerMeta = {
     id, sandboxId: sandbox.id, config, createdAt: nowNanos(),
     imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,
