@@ -9,7 +9,7 @@ import type { Deps } from "./deps.js";
 import { Rollback } from "./rollback.js";
 import { newId, nowNanos } from "./sandbox-run.js";
 import { CONTAINER_EXTENSION, containerNameKey, type Container, type ContainerMeta } from "./store/containers.js";
-import { KIND_LABEL } from "./store/sandboxes.js";
+import { KIND_LABEL, type Sandbox } from "./store/sandboxes.js";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, required } from "../runtime/errors.js";
 import { createContainer, deleteContainer, prepareSnapshot, removeSnapshot } from "../runtime/containerd/tasks.js";
 import { layerDirs, withTempMount, type MountSpec } from "../runtime/mount.js";
@@ -26,9 +26,17 @@ import { taskState } from "../runtime/containerd/tasks.js";
 import { containerEvent } from "./container-events.js";
 import { prepareImageVolumes } from "./image-volumes.js";
 import { containerInSandbox, logTarget } from "./validate.js";
+import { resourcesInForce } from "../runtime/spec/resources.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
-  const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+  const found = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+  // shared with other creates and starts in the pod; a stop or remove waits, or is waited for
+  return deps.sandboxLocks.shared(found.id, () => create(deps, req, ctx, found));
+}
+
+async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext, found: Sandbox): Promise<cri.CreateContainerResponse__Input> {
+  if (deps.sandboxes.find(found.id) !== found) throw notFound(`pod sandbox ${found.id} was removed`);
+  const sandbox = found;
   const config = required(req.config, "config");
   const metadata = required(config.metadata, "config.metadata");
   required(metadata.name, "config.metadata.name");
@@ -121,7 +129,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
 
   const container: Container = {
     ...meta,
-    status: { state: "CONTAINER_CREATED", pid: 0, startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", resources: config.linux?.resources ?? null },
+    status: { state: "CONTAINER_CREATED", pid: 0, startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", resources: resourcesInForce(null, config.linux?.resources, deps.host) },
   };
   await deps.containers.setStatus(container, {});
   deps.containers.add(container);

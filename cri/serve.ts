@@ -21,6 +21,7 @@ import { TaskEvents } from "../runtime/containerd/events.js";
 import { SandboxStore } from "./store/sandboxes.js";
 import { ContainerStore } from "./store/containers.js";
 import { OutlivingWork } from "./outlive.js";
+import { SandboxLocks } from "./sandbox-lock.js";
 import { imageLookup } from "./image-lookup.js";
 import { sandboxArchiveFirst } from "./sandbox-image.js";
 import { ImagePuller } from "../runtime/image/pull.js";
@@ -110,8 +111,9 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     containers: new ContainerStore(join(config.root, "containers")),
     sandboxRuns: new OutlivingWork(async (sandbox) => {
       log.warn({ sandbox: sandbox.id }, "removing a sandbox whose RunPodSandbox nobody picked up");
-      await removeSandbox(deps, sandbox, { signal: AbortSignal.timeout(120_000), log });
+      await deps.sandboxLocks.exclusive(sandbox.id, () => removeSandbox(deps, sandbox, { signal: AbortSignal.timeout(120_000), log }));
     }),
+    sandboxLocks: new SandboxLocks(),
     io: new Map(),
     stats: new StatsCollector({ containerd, imageFs }),
     containerEvents,

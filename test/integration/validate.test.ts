@@ -10,7 +10,8 @@ import { BUSYBOX_REF } from "../fixtures/local-images.js";
 import type * as cri from "../../proto/gen/cri/types.js";
 
 const INVALID_ARGUMENT = 3;
-const sorted = (r: Record<string, string[]>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, [...v].sort()]));
+// netns names are the node's, shared with every other test running: the env's own IPs, veths, mounts and containerd objects tell
+const sorted = (r: Record<string, string[]>) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== "netns").map(([k, v]) => [k, [...v].sort()]));
 type Pod = { id: string; config: cri.PodSandboxConfig__Input };
 
 /** Asserts the call is refused with INVALID_ARGUMENT whose message names `field`. */
@@ -182,5 +183,69 @@ describe("validation at the door", () => {
       const resolv = await readFile(join(env.crib.dir, "root", "sandboxes", pod.id, "resolv.conf"), "utf8");
       assert.doesNotMatch(resolv, /6\.6\.6\.6/);
     });
+  });
+});
+
+describe("updates that apply, and one lifecycle lock per sandbox", () => {
+  let env: PodEnv;
+  before(async () => { env = await PodEnv.start(); });
+  after(async () => { await env?.close(); });
+  const cgroup = (id: string, controller: string, file: string) => readFile(`/sys/fs/cgroup/${controller}/crib/${id}/${file}`, "utf8").then((s) => s.trim());
+  const MiB = 1024 * 1024;
+
+  it("UpdateContainerResources on a created container is applied at start; on a running one before OK; status says what is in force", async (t) => {
+    if (await stat("/sys/fs/cgroup/cgroup.controllers").then(() => true, () => false)) return t.skip("reads cgroup v1 files");
+    const pod = await env.runPod("updates");
+    const { container_id: id } = await env.client.runtime.CreateContainer({
+      pod_sandbox_id: pod.id, sandbox_config: pod.config,
+      config: { metadata: { name: "upd" }, image: { image: BUSYBOX_REF }, command: ["/bin/sleep", "3600"] },
+    });
+    await env.client.runtime.UpdateContainerResources({ container_id: id, linux: { memory_limit_in_bytes: 64 * MiB, cpu_shares: 512 } });
+    await env.client.runtime.StartContainer({ container_id: id });
+    assert.equal(await cgroup(id, "memory", "memory.limit_in_bytes"), String(64 * MiB), "the update made while created is in force after start");
+    assert.equal(await cgroup(id, "cpu", "cpu.shares"), "512");
+    let s = (await env.client.runtime.ContainerStatus({ container_id: id })).status!;
+    assert.equal(s.resources?.linux?.memory_limit_in_bytes, String(64 * MiB));
+    assert.equal(s.resources?.linux?.cpu_shares, "512");
+    await env.client.runtime.UpdateContainerResources({ container_id: id, linux: { memory_limit_in_bytes: 96 * MiB, cpu_shares: 256, cpu_quota: 50000, cpu_period: 100000 } });
+    assert.equal(await cgroup(id, "memory", "memory.limit_in_bytes"), String(96 * MiB), "applied to the running cgroup before OK");
+    assert.equal(await cgroup(id, "cpu", "cpu.shares"), "256");
+    assert.equal(await cgroup(id, "cpu", "cpu.cfs_quota_us"), "50000");
+    s = (await env.client.runtime.ContainerStatus({ container_id: id })).status!;
+    assert.equal(s.resources?.linux?.memory_limit_in_bytes, String(96 * MiB));
+    assert.equal(s.resources?.linux?.cpu_shares, "256");
+    assert.equal(s.resources?.linux?.cpu_quota, "50000");
+    assert.deepEqual(s.resources?.linux?.unified, {}, "nothing reported that the node ignores");
+  });
+
+  it("RemovePodSandbox racing CreateContainer and StartContainer leaves no container listed, in containerd or on disk", async () => {
+    const containersDir = join(env.crib.dir, "root", "containers");
+    const before = sorted(await leftovers(env));
+    const dirsBefore = (await readdir(containersDir).catch(() => [])).sort();
+    for (let trial = 0; trial < 5; trial++) {
+      const pod = await env.runPod(`race-${trial}`);
+      const made = await env.client.runtime.CreateContainer({
+        pod_sandbox_id: pod.id, sandbox_config: pod.config,
+        config: { metadata: { name: "first" }, image: { image: BUSYBOX_REF }, command: ["/bin/sleep", "3600"] },
+      });
+      const results = await Promise.allSettled([
+        env.client.runtime.CreateContainer({
+          pod_sandbox_id: pod.id, sandbox_config: pod.config,
+          config: { metadata: { name: "racer" }, image: { image: BUSYBOX_REF }, command: ["/bin/sleep", "3600"] },
+        }),
+        env.client.runtime.StartContainer({ container_id: made.container_id }),
+        env.client.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id }),
+      ]);
+      assert.equal(results[2].status, "fulfilled", "the removal succeeds");
+      for (const r of results.slice(0, 2)) {
+        if (r.status === "rejected") assert.ok([5, 9].includes((r.reason as { code: number }).code), `NOT_FOUND or FAILED_PRECONDITION, got ${(r.reason as Error).message}`);
+      }
+      const { containers } = await env.client.runtime.ListContainers({ filter: { pod_sandbox_id: pod.id } });
+      assert.deepEqual(containers, [], "none listed");
+      const all = await env.client.runtime.ListContainers({});
+      assert.ok(!all.containers.some((c) => c.pod_sandbox_id === pod.id));
+    }
+    assert.deepEqual(sorted(await leftovers(env)), before, "no container, task, snapshot, netns or IP left in containerd or on the node");
+    assert.deepEqual((await readdir(containersDir).catch(() => [])).sort(), dirsBefore, "no containers/<id> directory");
   });
 });
