@@ -86,12 +86,16 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
   const registry = new RegistryClient({
     hosts: { configPath: config.registry.config_path, hosts: config.registry.hosts },
     progressTimeoutMs: config.registry.progress_timeout,
+    connectTimeoutMs: config.registry.connect_timeout,
+    responseHeaderTimeoutMs: config.registry.response_header_timeout,
     userAgent: `crib/${base.version}`,
   });
   const puller = new ImagePuller({
     containerd, registry, maxConcurrentDownloads: config.registry.max_concurrent_downloads,
     sandboxImage: config.sandbox.image, log: log.child({ component: "pull" }),
     onDownloaded: (bytes) => metrics.imageBytesDownloaded(bytes),
+    maxResumes: config.registry.max_resumes,
+    failedPullKeepMs: config.registry.failed_pull_keep,
   });
   const imageFs = new ImageFsUsage(containerd);
   const deps: Deps = {
