@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { criDefinitions } from "../proto/load.js";
-import { WireCheck, cpuList, dnsConfig, hostname, linuxResources, logPath, portMappings } from "./validate.js";
+import { WireCheck, cpuList, dnsConfig, execCommand, hostname, linuxResources, logPath, portMappings } from "./validate.js";
 import { host } from "../runtime/spec/testing.js";
 import type * as cri from "../proto/gen/cri/types.js";
 
@@ -49,5 +49,8 @@ test("resolv.conf, hostname and port fields admit single tokens and addresses on
   portMappings([{ protocol: "TCP", container_port: 80, host_port: 0, host_ip: "" }, { protocol: "UDP", container_port: 53, host_port: 53, host_ip: "::" }], "p");
   invalid(() => portMappings([{ protocol: "TCP", container_port: 0, host_port: 80, host_ip: "" }], "p"), "p[0].container_port");
   logPath("l", "c/0.log");
+  invalid(() => execCommand("cmd", ["x".repeat(100_000)]), "cmd[0]");
+  invalid(() => execCommand("cmd", [""]), "cmd[0]");
+  execCommand("cmd", ["/bin/echo", "y".repeat(100_000)]);
   for (const bad of [".", "..", "../x", "a/../../x", "dir/"]) invalid(() => logPath("l", bad), "l");
 });

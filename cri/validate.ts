@@ -109,6 +109,12 @@ function absolutePath(field: string, value: string): void {
   if (!value.startsWith("/")) bad(field, value, "must be an absolute path");
 }
 
+/** Host paths as Kubernetes validates them: absolute, and no '..' element that would lead elsewhere than it reads. */
+function hostPath(field: string, value: string): void {
+  absolutePath(field, value);
+  if (value.split("/").includes("..")) bad(field, value, "must not contain '..'");
+}
+
 function range(field: string, value: number, min: number, max: number, unset?: number): void {
   if (value === unset) return;
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -273,7 +279,7 @@ export function podSandboxConfig(config: cri.PodSandboxConfig, host: HostFacts, 
     range(`${field}.metadata.attempt`, m.attempt, 0, 4294967295);
   }
   hostname(`${field}.hostname`, config.hostname);
-  if (config.log_directory !== "") absolutePath(`${field}.log_directory`, config.log_directory);
+  if (config.log_directory !== "") hostPath(`${field}.log_directory`, config.log_directory);
   dnsConfig(config.dns_config, `${field}.dns_config`);
   portMappings(config.port_mappings, `${field}.port_mappings`);
   const linux = config.linux;
@@ -315,6 +321,8 @@ export function containerConfig(config: cri.ContainerConfig, host: HostFacts, fi
   }
   if (config.image) imageReference(`${field}.image.image`, config.image.image);
   if (config.working_dir !== "") absolutePath(`${field}.working_dir`, config.working_dir);
+  argv(`${field}.command`, config.command);
+  argv(`${field}.args`, config.args, false);
   config.envs.forEach((kv, i) => {
     if (kv.key === "" || kv.key.includes("=")) bad(`${field}.envs[${i}].key`, kv.key, "must be a non-empty name without '='");
   });
@@ -325,7 +333,7 @@ export function containerConfig(config: cri.ContainerConfig, host: HostFacts, fi
       imageReference(`${at}.image.image`, m.image.image); // image_sub_path: cri/image-volumes.ts, with the message critest expects
     } else {
       if (m.host_path === "") bad(`${at}.host_path`, m.host_path, "is required");
-      absolutePath(`${at}.host_path`, m.host_path);
+      hostPath(`${at}.host_path`, m.host_path);
     }
   });
   config.devices.forEach((d, i) => {
@@ -377,9 +385,20 @@ export function containerInSandbox(config: cri.ContainerConfig, sandbox: StoredS
   }
 }
 
+// execve(2)'s limits: a program path of at most PATH_MAX bytes, each argument under MAX_ARG_STRLEN
+// (runc exec of a 100 kB program name hung instead of failing)
+const PATH_MAX = 4096;
+const MAX_ARG_STRLEN = 131072;
+
+function argv(field: string, list: readonly string[], program = true): void {
+  if (program && list[0] !== undefined && Buffer.byteLength(list[0]) >= PATH_MAX) bad(`${field}[0]`, list[0], `is longer than a program path can be (${PATH_MAX - 1} bytes)`);
+  list.forEach((a, i) => { if (Buffer.byteLength(a) >= MAX_ARG_STRLEN) bad(`${field}[${i}]`, a, `is longer than an argument can be (${MAX_ARG_STRLEN - 1} bytes)`); });
+}
+
 export function execCommand(field: string, cmd: readonly string[]): void {
   if (cmd.length === 0) bad(field, "[]", "is required");
   if (cmd[0] === "") bad(`${field}[0]`, "", "must name the program to run");
+  argv(field, cmd);
 }
 
 export function timeoutSeconds(field: string, value: string | number): void {
