@@ -73,6 +73,11 @@ function criApi(): NonNullable<typeof cri> {
   return cri;
 }
 
+/** The CRI's message and service descriptors, as proto-loader read them (for request checks). */
+export function criDefinitions(): PackageDefinition {
+  return criApi().definitions;
+}
+
 export function loadCri(): CriProtoGrpcType {
   return criApi().grpc;
 }
