@@ -5,7 +5,7 @@
 // read; every other frame is handed on as a slice of the chunk it came in.
 import { Duplex } from "node:stream";
 import type { Socket } from "node:net";
-import { AuthorityScanner, type Rewrite } from "./hpack-authority.js";
+import { AuthorityScanner, encodeInteger, encodeString, type Rewrite } from "./hpack-authority.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const FRAME_HEADER = 9;
@@ -20,6 +20,11 @@ const PADDED = 0x8;
 const PRIORITY = 0x20;
 /** SETTINGS_MAX_FRAME_SIZE's initial value: rebuilt frames never exceed it. */
 const MAX_FRAME = 16_384;
+/**
+ * Given to a request that names no authority, which nghttp2 refuses and HTTP/2
+ * allows: a literal without indexing, so neither table changes.
+ */
+const NO_AUTHORITY = Buffer.concat([encodeInteger(1, 4, 0), encodeString(Buffer.from("localhost"), false)]);
 /** A header block larger than this is not held back; nghttp2's own limits apply to it. */
 const MAX_BLOCK = 1 << 20;
 
@@ -41,6 +46,7 @@ export class AuthorityRewriter {
   #skip = 0; // payload octets of a passed-through frame still to come
   #frame: { header: Buffer; payload: Buffer[]; left: number } | undefined; // a HEADERS/CONTINUATION frame being read
   #block: OpenBlock | undefined;
+  #lastStreamId = 0; // the highest stream the client has opened: a HEADERS above it opens one, others are trailers
   #acksToAbsorb: number;
   /** Complete header blocks seen, and those of them that needed a rewrite. */
   blocks = 0;
@@ -192,9 +198,14 @@ export class AuthorityRewriter {
     this.#block = undefined;
     this.blocks++;
     const fragments = Buffer.concat(block.fragments);
+    const opens = block.streamId > this.#lastStreamId;
+    if (opens) this.#lastStreamId = block.streamId;
     let rewrites: Rewrite[];
     try {
-      rewrites = this.#scanner.scan(fragments);
+      const scan = this.#scanner.scan(fragments);
+      rewrites = scan.rewrites;
+      // pseudo-header fields come first, after the table-size updates
+      if (opens && !scan.authority) rewrites.unshift({ start: scan.fieldsStart, end: scan.fieldsStart, bytes: NO_AUTHORITY });
     } catch {
       // nghttp2 will answer with COMPRESSION_ERROR; hand it the block unchanged
       out.push(...block.frames);

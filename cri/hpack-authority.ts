@@ -28,6 +28,8 @@ for (const c of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-
 /** Same Huffman length as '/', so a path's usual rewrite does not change the block's length. */
 const REPLACEMENT = "_".charCodeAt(0);
 
+const EMPTY_REPLACEMENT = "localhost";
+
 export class HpackError extends Error {}
 
 /** A byte range of the block and what replaces it. */
@@ -54,9 +56,15 @@ export class AuthorityScanner {
     return { entries: this.#entries.length, size: this.#size, capacity: this.#capacity };
   }
 
-  /** Walks one complete header block, updating the mirrored table; returns the rewrites it needs (usually none). */
-  scan(block: Uint8Array): Rewrite[] {
+  /**
+   * Walks one complete header block, updating the mirrored table. Returns the
+   * rewrites it needs (usually none), whether it names an authority (`:authority`
+   * or `host`), and where its leading table-size updates end.
+   */
+  scan(block: Uint8Array): { rewrites: Rewrite[]; authority: boolean; fieldsStart: number } {
     const rewrites: Rewrite[] = [];
+    let authority = false;
+    let fieldsStart = -1;
     let pos = 0;
     const integer = (prefixBits: number): number => {
       const mask = (1 << prefixBits) - 1;
@@ -94,12 +102,15 @@ export class AuthorityScanner {
 
     while (pos < block.length) {
       const b = block[pos]!;
+      if (fieldsStart < 0 && (b & 0xe0) !== 0x20) fieldsStart = pos;
       if (b & 0x80) {
-        this.#lookup(integer(7)); // indexed field: its value is in the table already, and was rewritten on the way in
+        // indexed field: its value is in the table already, and was rewritten on the way in
+        if (this.#lookup(integer(7)).authority) authority = true;
       } else if (b & 0x40) {
         const name = named(integer(6));
+        if (name.authority) authority = true;
         const value = string();
-        const valueLength = this.#value(value, name.authority, decoded, rewrites);
+        const valueLength = this.#value(value, name.authority, true, decoded, rewrites);
         this.#add({ nameLength: name.nameLength, size: name.nameLength + valueLength + ENTRY_OVERHEAD, authority: name.authority });
       } else if (b & 0x20) {
         this.#resize(integer(5));
@@ -107,22 +118,29 @@ export class AuthorityScanner {
         // literal without indexing (0000) or never indexed (0001): the table is untouched
         const name = named(integer(4));
         const value = string();
-        if (name.authority) this.#value(value, true, decoded, rewrites);
+        if (name.authority) {
+          authority = true;
+          this.#value(value, true, false, decoded, rewrites);
+        }
       }
     }
-    return rewrites;
+    return { rewrites, authority, fieldsStart: fieldsStart < 0 ? block.length : fieldsStart };
   }
 
   // Returns the decoded length of a value; records a rewrite when it is an authority nghttp2 would refuse.
+  // An empty one is refused too; it is replaced only where no table entry depends on its length.
   #value(
     s: { start: number; end: number; huffman: boolean; dataStart: number },
     authority: boolean,
+    indexed: boolean,
     decoded: (s: { huffman: boolean; dataStart: number; end: number }) => Buffer,
     rewrites: Rewrite[],
   ): number {
     if (!s.huffman && !authority) return s.end - s.dataStart;
     const value = decoded(s);
-    if (authority && !value.every((c) => VALID[c] === 1)) {
+    if (authority && value.length === 0 && !indexed) {
+      rewrites.push({ start: s.start, end: s.end, bytes: encodeString(Buffer.from(EMPTY_REPLACEMENT), s.huffman) });
+    } else if (authority && !value.every((c) => VALID[c] === 1)) {
       const fixed = Buffer.from(value.map((c) => (VALID[c] === 1 ? c : REPLACEMENT)));
       rewrites.push({ start: s.start, end: s.end, bytes: encodeString(fixed, s.huffman) });
     }

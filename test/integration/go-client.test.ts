@@ -5,6 +5,12 @@ import assert from "node:assert/strict";
 import { PodEnv } from "../fixtures/pod-env.js";
 import { BUSYBOX_REF } from "../fixtures/local-images.js";
 import { GoCriClient, goCallOnce, goClientBinary } from "../fixtures/go-client.js";
+import { EMPTY_GRPC_MESSAGE, Flag, FrameType, RawH2Connection, frame, grpcRequestFields, grpcStatus, hpack } from "../fixtures/h2-probe.js";
+import { execSpdy } from "../fixtures/stream-clients.js";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
 
 type Json = Record<string, any>;
 const MB = 1024 * 1024;
@@ -59,6 +65,11 @@ describe("a grpc-go client dialling the socket by path (kubelet ≤ 1.26, crictl
     assert.equal(Buffer.from(exec["stdout"], "base64").toString(), "hello from go\n");
     assert.equal(exec["exit_code"], 0);
 
+    // the streaming server is plain HTTP: a Host holding the socket's path is served too
+    const { url } = await go.ok<Json>("Exec", { container_id: id, cmd: ["/bin/echo", "streamed"], stdout: true, stderr: true });
+    const streamedExec = await execSpdy(url, { headers: { Host: env.crib.socket } });
+    assert.equal(streamedExec.stdout.toString(), "streamed\n");
+
     // a server-streaming rpc: the same containers as ListContainers
     const streamed = await go.call<Json>("StreamContainers", { filter: { pod_sandbox_id: podId } });
     assert.equal(streamed.code, 0, streamed.message);
@@ -94,5 +105,56 @@ describe("a grpc-go client dialling the socket by path (kubelet ≤ 1.26, crictl
   it("reports a gRPC error as the status crib sent", async () => {
     const a = await go.call("ContainerStatus", { container_id: "no-such-container" });
     assert.equal(a.code, 5, `${a.code}: ${a.message}`); // NOT_FOUND
+  });
+});
+
+describe("raw HTTP/2 probes and python-grpcio on crib's socket", () => {
+  let env: PodEnv;
+  before(async () => { env = await PodEnv.start({ network: false }); });
+  after(async () => { await env?.close(); });
+
+  const VERSION = "/runtime.v1.RuntimeService/Version";
+  const path = () => env.crib.socket;
+
+  it("answers Version with grpc-status 0 for every kind of :authority, plain or Huffman, literal or from the dynamic table", async () => {
+    const kinds: [string, Buffer[]][] = [
+      ["the socket path, indexed into the table", [hpack.literal(1, path(), { indexing: "incremental" })]],
+      ["the same, from the dynamic table", [hpack.indexed(62)]],
+      ["the path, Huffman-coded", [hpack.literal(1, path(), { huffman: true })]],
+      ["the path under a literal, Huffman-coded name", [hpack.literal(":authority", path(), { huffman: true, huffmanName: true, indexing: "never" })]],
+      ["percent-encoded", [hpack.literal(1, encodeURIComponent(path()), { huffman: true })]],
+      ["localhost", [hpack.literal(1, "localhost")]],
+      ["empty", [hpack.literal(1, "")]],
+      ["absent", []],
+    ];
+    const c = await RawH2Connection.open(path());
+    try {
+      kinds.forEach(([, authority], i) => {
+        const id = 1 + 2 * i;
+        c.send(
+          frame(FrameType.HEADERS, Flag.END_HEADERS, id, Buffer.concat(grpcRequestFields(VERSION, authority))),
+          frame(FrameType.DATA, Flag.END_STREAM, id, EMPTY_GRPC_MESSAGE),
+        );
+      });
+      for (const [i, [kind]] of kinds.entries()) {
+        const r = await c.result(1 + 2 * i);
+        assert.equal(r.rstCode, undefined, `${kind}: reset with ${r.rstCode}`);
+        assert.equal(grpcStatus(r), "0", `${kind}: ${JSON.stringify(r.trailers)}`);
+        assert.ok(r.data.includes("crib"), `${kind}: no VersionResponse`);
+      }
+    } finally {
+      c.close();
+    }
+  });
+
+  it("answers python-grpcio (grpc-core) dialling with the socket path as authority", async () => {
+    const script = [
+      "import grpc, sys",
+      "ch = grpc.insecure_channel('unix:' + sys.argv[1], options=[('grpc.default_authority', sys.argv[1])])",
+      "res = ch.unary_unary('/runtime.v1.RuntimeService/Version')(b'', timeout=20)",
+      "sys.stdout.write(res.hex())",
+    ].join("\n");
+    const { stdout } = await run("/usr/bin/python3", ["-c", script, path()], { timeout: 30_000 });
+    assert.ok(Buffer.from(stdout, "hex").includes("crib"), `python got ${stdout}`);
   });
 });
