@@ -239,6 +239,7 @@ describe("Node's HTTP/2 server behind serveConnection", () => {
   let h2: Http2Server;
   let plain: Server;
   let viaLayer: Server;
+  const injected: string[] = []; // what each connection was handed to the server as
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "crib-h2-authority-"));
     h2 = createH2Server();
@@ -247,7 +248,10 @@ describe("Node's HTTP/2 server behind serveConnection", () => {
       stream.end(String(headers[":authority"] ?? "(none)"));
     });
     plain = createServer((s) => h2.emit("connection", s));
-    viaLayer = createServer((s) => serveConnection(s, (c) => h2.emit("connection", c)));
+    viaLayer = createServer((s) => serveConnection(s, (c) => {
+      injected.push(c === s ? "socket" : c.constructor.name);
+      h2.emit("connection", c);
+    }));
     await Promise.all([
       new Promise<void>((r) => plain.listen(join(dir, "plain.sock"), r)),
       new Promise<void>((r) => viaLayer.listen(join(dir, "layer.sock"), r)),
@@ -310,6 +314,17 @@ describe("Node's HTTP/2 server behind serveConnection", () => {
     } finally {
       c.close();
     }
+  });
+
+  it("hands a connection whose first request needs no change to Node's HTTP/2 as the socket itself", async () => {
+    injected.length = 0;
+    const fine = clientBytes(({ block }) => {
+      block(1, [Buffer.concat(get(1, [hpack.literal(1, "localhost", { indexing: "incremental" })]).fields)], { endStream: true });
+      block(3, [Buffer.concat(get(3, [hpack.indexed(62)]).fields)], { endStream: true });
+    });
+    assert.deepEqual((await ask("layer.sock", fine)).map((a) => a.body), ["localhost", "localhost"]);
+    assert.deepEqual((await ask("layer.sock", kinds)).map((a) => a.status), Array(8).fill("200"));
+    assert.deepEqual(injected, ["socket", "AuthorityStream"]);
   });
 
   it("serves requests sent a few octets at a time", async () => {
