@@ -15,7 +15,10 @@ import { reapShimLater } from "./shim-reaper.js";
 export async function removePodSandbox(deps: Deps, req: cri.RemovePodSandboxRequest, ctx: CallContext): Promise<cri.RemovePodSandboxResponse__Input> {
   const sandbox = deps.sandboxes.find(required(req.pod_sandbox_id, "pod_sandbox_id"));
   if (!sandbox) return {};
-  await removeSandbox(deps, sandbox, ctx);
+  // alone in the sandbox: every create and start in it has finished, none begins
+  await deps.sandboxLocks.exclusive(sandbox.id, async () => {
+    if (deps.sandboxes.find(sandbox.id) === sandbox) await removeSandbox(deps, sandbox, ctx);
+  });
   return {};
 }
 
@@ -29,7 +32,7 @@ export async function removeSandbox(deps: Deps, sandbox: Sandbox, ctx: CallConte
   await deleteContainer(deps.containerd, sandbox.id, ctx.signal);
   deps.sandboxes.delete(sandbox.id);
   await deps.intents.done("sandbox-remove", sandbox.id);
-  reapShimLater(deps, sandbox.id);
+  reapShimLater(deps, sandbox.id, sandbox.shimPid);
   sandboxEvent(deps, "CONTAINER_DELETED_EVENT", sandbox);
   ctx.log.info({ sandbox: sandbox.id.slice(0, 12) }, "sandbox removed");
 }
