@@ -18,24 +18,28 @@ import { mb, rss, sampleRss, timed, type Benchmark, type Row } from "./bench.js"
 const samples = (): number => Number(process.env["BENCH_N"] ?? 30);
 const WARMUP = 2;
 
-interface Side {
+export interface Side {
   name: "crib" | "containerd";
   client: CriClient;
+  /** the CRI socket, for a second client */
+  socket: string;
+  /** the process that runs the CRI (crib, or containerd with its CRI plugin) */
+  pid: number;
   sandboxConfig(name: string): cri.PodSandboxConfig__Input;
 }
 
-interface Pod {
+export interface Pod {
   id: string;
   config: cri.PodSandboxConfig__Input;
 }
 
-const percentile = (xs: readonly number[], p: number): number => {
+export const percentile = (xs: readonly number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
 };
 
 /** Both sides up; `body` gets them and always sees them torn down. */
-async function withSides<T>(log: (line: string) => void, body: (sides: Side[]) => Promise<T>): Promise<T> {
+export async function withSides<T>(log: (line: string) => void, body: (sides: Side[]) => Promise<T>): Promise<T> {
   const env = await PodEnv.start({ config: { log_level: "info" } });
   try {
     const ctd = await ContainerdCri.start();
@@ -43,8 +47,8 @@ async function withSides<T>(log: (line: string) => void, body: (sides: Side[]) =
       const version = await ctd.client.runtime.Version({});
       log(`containerd CRI: ${version.runtime_name} ${version.runtime_version}`);
       const sides: Side[] = [
-        { name: "crib", client: env.client, sandboxConfig: (n) => env.sandboxConfig(n) },
-        { name: "containerd", client: ctd.client, sandboxConfig: (n) => ctd.sandboxConfig(n) },
+        { name: "crib", client: env.client, socket: env.crib.socket, pid: env.crib.pid ?? 0, sandboxConfig: (n) => env.sandboxConfig(n) },
+        { name: "containerd", client: ctd.client, socket: ctd.address, pid: ctd.pid ?? 0, sandboxConfig: (n) => ctd.sandboxConfig(n) },
       ];
       return await body(sides);
     } finally {
@@ -55,14 +59,14 @@ async function withSides<T>(log: (line: string) => void, body: (sides: Side[]) =
   }
 }
 
-async function runPod(side: Side, name: string): Promise<Pod> {
+export async function runPod(side: Side, name: string): Promise<Pod> {
   const config = side.sandboxConfig(name);
   await mkdir(config.log_directory!, { recursive: true });
   const { pod_sandbox_id } = await side.client.runtime.RunPodSandbox({ config });
   return { id: pod_sandbox_id, config };
 }
 
-async function removePod(side: Side, pod: Pod): Promise<void> {
+export async function removePod(side: Side, pod: Pod): Promise<void> {
   await side.client.runtime.StopPodSandbox({ pod_sandbox_id: pod.id });
   await side.client.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id });
 }
@@ -75,7 +79,7 @@ function createRequest(pod: Pod, name: string, command: string[]): cri.CreateCon
   };
 }
 
-async function runContainer(side: Side, pod: Pod, name: string, command = ["/bin/sleep", "3600"]): Promise<string> {
+export async function runContainer(side: Side, pod: Pod, name: string, command = ["/bin/sleep", "3600"]): Promise<string> {
   const { container_id } = await side.client.runtime.CreateContainer(createRequest(pod, name, command));
   await side.client.runtime.StartContainer({ container_id });
   return container_id;
@@ -207,7 +211,7 @@ export const rssBenchmark: Benchmark = {
       const pid = env.crib.pid;
       if (pid === undefined) throw new Error("crib has no pid");
       const idle = await rss(pid);
-      const side: Side = { name: "crib", client: env.client, sandboxConfig: (n) => env.sandboxConfig(n) };
+      const side: Side = { name: "crib", client: env.client, socket: env.crib.socket, pid, sandboxConfig: (n) => env.sandboxConfig(n) };
       const logger = ["/bin/sh", "-c", "while true; do echo line; sleep 0.1; done"];
       const pods: Pod[] = [];
       for (let p = 0; p < RSS_PODS; p++) pods.push(await runPod(side, `rss-${p}`));
