@@ -34,6 +34,24 @@ function peakRss(pid: number): { stop(): Promise<number> } {
   return { stop: async () => { running = false; await loop; return peak; } };
 }
 
+/**
+ * Reads `stream` for a second, then stops reading the client's socket (TCP
+ * fills, and crib must stop reading the FIFO behind it); after a settling
+ * second (`settled` runs then), samples crib's RSS for `ms`.
+ */
+async function stopReading(client: SpdyClient, stream: NodeJS.ReadableStream, pid: number, ms: number, settled?: () => Promise<void>): Promise<{ received: number; growth: number }> {
+  let received = 0;
+  stream.on("data", (chunk: Buffer) => { received += chunk.length; });
+  await sleep(1000);
+  client.socket.pause();
+  await sleep(1500);
+  await settled?.();
+  const before = await rss(pid);
+  const peak = peakRss(pid);
+  await sleep(ms);
+  return { received, growth: (await peak.stop()) - before };
+}
+
 async function waitExited(env: PodEnv, id: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while ((await env.client.runtime.ContainerStatus({ container_id: id })).status?.state !== "CONTAINER_EXITED") {
@@ -176,16 +194,7 @@ describe("container output under load", () => {
     try {
       await client.openStream({ streamType: "error" });
       const stdout = await client.openStream({ streamType: "stdout" });
-      let received = 0;
-      stdout.on("data", (chunk: Buffer) => { received += chunk.length; });
-      await sleep(1000);
-      // the client stops reading its socket: TCP fills, then crib must stop reading the FIFO
-      client.socket.pause();
-      await sleep(1000);
-      const before = await rss(pid);
-      const peak = peakRss(pid);
-      await sleep(5000);
-      const growth = (await peak.stop()) - before;
+      const { received, growth } = await stopReading(client, stdout, pid, 5000);
       assert.ok(received > 0, "output flowed while the client read");
       assert.ok(growth < 30 * (1 << 20), `crib's RSS grew by ${(growth / (1 << 20)).toFixed(1)} MB while the exec client did not read`);
       const t0 = performance.now();
@@ -206,16 +215,8 @@ describe("container output under load", () => {
       await client.openStream({ streamType: "error" });
       const stdout = await client.openStream({ streamType: "stdout" });
       await client.openStream({ streamType: "stderr" });
-      let received = 0;
-      stdout.on("data", (chunk: Buffer) => { received += chunk.length; });
-      await sleep(1000);
-      client.socket.pause();
-      await sleep(1500);
-      const before = await rss(pid);
-      const peak = peakRss(pid);
-      const held = await size();
-      await sleep(3000);
-      const growth = (await peak.stop()) - before;
+      let held = 0;
+      const { received, growth } = await stopReading(client, stdout, pid, 3000, async () => { held = await size(); });
       assert.ok(received > 0, "the client got output while it read");
       // as under containerd's CRI (a blocking writer group), the client's backpressure reaches the container
       assert.ok((await size()) - held < 1 << 20, `the log stood still while the attached client did not read: ${held} -> ${await size()}`);
