@@ -60,8 +60,8 @@ async function waitExited(env: PodEnv, id: string, timeoutMs: number): Promise<v
   }
 }
 
-/** Checks every entry of a (large) log file with `each`, reading it in pieces. */
-async function scanLog(path: string, each: (entry: RegExpExecArray, line: string) => void): Promise<number> {
+/** Checks every entry of a (large) log file with `each`, reading it in pieces; `tolerate` malformed lines are skipped. */
+async function scanLog(path: string, each: (entry: RegExpExecArray, line: string) => void, tolerate = 0): Promise<number> {
   const file = await open(path, "r");
   let count = 0;
   try {
@@ -74,6 +74,7 @@ async function scanLog(path: string, each: (entry: RegExpExecArray, line: string
       rest = lines.pop()!;
       for (const line of lines) {
         const m = ENTRY.exec(line);
+        if (!m && tolerate-- > 0) continue;
         assert.ok(m, `malformed log entry ${JSON.stringify(line.slice(0, 120))}`);
         each(m, line);
         count++;
@@ -239,12 +240,15 @@ describe("container output under load", () => {
     await sleep(1500);
     await env.client.runtime.StopContainer({ container_id: c, timeout: 0 });
     const numbers: number[] = [];
-    await scanLog(logPath("counted"), (m) => void numbers.push(Number(m[3])));
+    // What a SIGKILL can tear: the write in flight (the kernel ends a write at a fatal
+    // signal, so its last entry may be cut short, even inside its header), and the line
+    // crib had begun reading, whose tail comes back as a shorter (smaller) number.
+    await scanLog(logPath("counted"), (m) => void numbers.push(Number(m[3])), 1);
     assert.ok(numbers.length > 100_000, `the flood was logged: ${numbers.length} lines`);
-    // The line crib had begun when it was killed comes back as its tail, a shorter (smaller) number: at most one such.
-    const broken = numbers.filter((n, i) => i > 0 && n <= numbers[i - 1]!);
-    assert.ok(broken.length <= 1, `nothing repeated: ${JSON.stringify(broken.slice(0, 5))}`);
-    const clean = numbers.filter((n, i) => i === 0 || n > numbers[i - 1]!);
+    let top = 0;
+    const broken: number[] = [];
+    const clean = numbers.filter((n) => (n > top ? ((top = n), true) : (broken.push(n), false)));
+    assert.ok(broken.length <= 2, `nothing repeated: ${JSON.stringify(broken.slice(0, 5))}`);
     const gaps = clean.flatMap((n, i) => (i > 0 && n !== clean[i - 1]! + 1 ? [[clean[i - 1]!, n]] : []));
     assert.ok(gaps.length <= 1, `one gap at the kill, no other: ${JSON.stringify(gaps)}`);
     const lost = clean.at(-1)! - clean.length;
