@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rename, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -171,4 +171,18 @@ test("the log file takes batches in order and switches files between two batches
   const now = await numbers(path);
   assert.deepEqual([...old, ...now], Array.from({ length: 2000 }, (_, i) => i), "no line lost, repeated or reordered across the rotation");
   assert.ok(old.length > 0 && now.length > 0, `both files have lines: ${old.length} + ${now.length}`);
+});
+
+test("a log file left with a cut-short last entry (crib killed inside a write) gets its line ended before new entries", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "crib-log-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, "c.log");
+  await writeFile(path, "2024-01-02T03:04:05.678000000Z stdout F whole\n2024-01-02T03:04:05.678000001Z stdout F cut sh");
+  const file = new CriLogFile(path);
+  await file.open();
+  await file.write(new CriLineEncoder("stdout", 16384).encode(Buffer.from("next\n")));
+  await file.close();
+  const lines = (await readFile(path, "utf8")).split("\n");
+  assert.equal(lines[1], "2024-01-02T03:04:05.678000001Z stdout F cut sh");
+  assert.match(lines[2]!, / stdout F next$/);
 });

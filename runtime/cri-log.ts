@@ -5,13 +5,15 @@
 // pieces of exactly that size, the last piece F; what is left at EOF without a
 // newline is a P entry. The encoder turns one FIFO read into one Buffer of
 // entries, so a chatty container costs one write() per read, not per line.
-import { close as closeFd, open as openFd, write as writeFd } from "node:fs";
+import { close as closeFd, fstat as fstatFd, open as openFd, read as readFd, write as writeFd } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
 
 const open = promisify(openFd);
 const close = promisify(closeFd);
+const fstat = promisify(fstatFd);
+const read = promisify(readFd);
 
 const NL = 0x0a;
 const CR = 0x0d;
@@ -201,7 +203,28 @@ export class CriLogFile {
 
   async #openFile(): Promise<number> {
     await mkdir(dirname(this.path), { recursive: true });
-    return open(this.path, "a", 0o640);
+    const fd = await open(this.path, "a+", 0o640);
+    try {
+      // A crib SIGKILLed inside a write can leave its last entry cut short (the
+      // kernel stops a write at a fatal signal): end that line, so the next entry
+      // starts on a line of its own.
+      const { size } = await fstat(fd);
+      if (size > 0) {
+        const last = Buffer.alloc(1);
+        await read(fd, last, 0, 1, size - 1);
+        if (last[0] !== NL) await this.#writeFully(fd, Buffer.from("\n"));
+      }
+    } catch (err) {
+      await close(fd).catch(() => undefined);
+      throw err;
+    }
+    return fd;
+  }
+
+  async #writeFully(fd: number, data: Uint8Array): Promise<void> {
+    for (let off = 0; off < data.length;) {
+      off += await new Promise<number>((resolve, reject) => writeFd(fd, data, off, data.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
+    }
   }
 
   /** Appends `data`; resolves when it is written (or the write failed: see `error`). Callers await one batch at a time. */
@@ -212,14 +235,11 @@ export class CriLogFile {
   }
 
   async #writeAll(data: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < data.length && this.#fd >= 0 && this.error === undefined) {
-      const fd = this.#fd;
-      try {
-        off += await new Promise<number>((resolve, reject) => writeFd(fd, data, off, data.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
-      } catch (err) {
-        this.error = err instanceof Error ? err : new Error(String(err));
-      }
+    if (this.#fd < 0 || this.error !== undefined) return;
+    try {
+      await this.#writeFully(this.#fd, data);
+    } catch (err) {
+      this.error = err instanceof Error ? err : new Error(String(err));
     }
   }
 

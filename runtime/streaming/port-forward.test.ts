@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import type { Duplex } from "node:stream";
+import { createServer, type Server, type Socket } from "node:net";
+import type { Duplex, Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { collect, SpdyPortForwardClient, UpgradeRefusedError, WsPortForwardClient } from "../../test/fixtures/stream-clients.js";
@@ -193,5 +194,88 @@ describe("port forward", () => {
       const closed = await client.closed;
       assert.equal(closed.code, 1000);
     });
+  });
+});
+
+/** Writes to `out` as fast as it drains until stopped (or `max` bytes); stop() returns the bytes it took. */
+function flood(out: Writable, max = Infinity): { stop(): number } {
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  let written = 0;
+  let stopped = false;
+  const pump = (): void => {
+    if (stopped || out.destroyed || written >= max) return;
+    written += chunk.length;
+    if (out.write(chunk)) setImmediate(pump);
+    else out.once("drain", pump);
+  };
+  out.on("error", () => undefined);
+  pump();
+  return { stop: () => { stopped = true; return written; } };
+}
+
+describe("port forward with a reader that stops reading", () => {
+  const runtime = new FakeRuntime();
+  let server: StreamingServer;
+  let pod: Server;
+  let podPort = 0;
+  const podSockets = new Set<Socket>();
+  let onPodConnection: (socket: Socket) => void = () => undefined;
+  before(async () => {
+    pod = createServer((socket) => {
+      podSockets.add(socket);
+      socket.on("error", () => undefined);
+      onPodConnection(socket);
+    });
+    await new Promise<void>((resolve) => pod.listen(0, "127.0.0.1", resolve));
+    podPort = (pod.address() as { port: number }).port;
+    runtime.ports.set(POD_PORT, podPort);
+    server = await StreamingServer.listen({ runtime });
+  });
+  after(async () => {
+    await server.close();
+    for (const s of podSockets) s.destroy();
+    await new Promise((r) => pod.close(r));
+  });
+
+  // Without backpressure the far side could write GBs in this time; with it, what
+  // it gets rid of is what the kernel's socket buffers and a bounded amount in crib hold.
+  const BOUND = 64 << 20;
+
+  it("a client that stops reading stops the pod's writes (bytes in flight stay bounded)", async () => {
+    let writer: { stop(): number } | undefined;
+    onPodConnection = (socket) => { writer = flood(socket); };
+    const client = await SpdyPortForwardClient.connect(server.getPortForwardUrl({ podSandboxId: "pod1", ports: [] }));
+    try {
+      const { data } = await client.dial(POD_PORT);
+      let received = 0;
+      data.on("data", (c: Buffer) => { received += c.length; });
+      await sleep(300);
+      client.socket.pause();
+      await sleep(3000);
+      const written = writer?.stop() ?? 0;
+      assert.ok(received > 0, "bytes flowed while the client read");
+      assert.ok(written < BOUND, `the pod wrote ${(written / (1 << 20)).toFixed(0)} MB to a client that stopped reading`);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it("a pod that stops reading stops the client's writes (bytes in flight stay bounded)", async () => {
+    onPodConnection = (socket) => socket.pause();
+    const client = await SpdyPortForwardClient.connect(server.getPortForwardUrl({ podSandboxId: "pod1", ports: [] }));
+    try {
+      const { data } = await client.dial(POD_PORT);
+      // A Go-style client has no flow control: what it queues beyond the kernel is its own
+      // memory. What crib lets through is what left the client's socket.
+      const socket = client.socket as Socket;
+      const sent = (): number => socket.bytesWritten - socket.writableLength;
+      const writer = flood(data, 2 * BOUND);
+      await sleep(3000);
+      assert.equal(writer.stop(), 2 * BOUND, "the client queued its bytes");
+      assert.ok(sent() > 0, "bytes left the client");
+      assert.ok(sent() < BOUND, `crib took ${(sent() / (1 << 20)).toFixed(0)} MB for a pod that stopped reading`);
+    } finally {
+      client.destroy();
+    }
   });
 });

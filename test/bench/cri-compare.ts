@@ -22,6 +22,10 @@ const WARMUP = 2;
 export interface Side {
   name: "crib" | "containerd";
   client: CriClient;
+  /** the CRI socket, for a second client */
+  socket: string;
+  /** the process that runs the CRI (crib, or containerd with its CRI plugin) */
+  pid: number;
   sandboxConfig(name: string): cri.PodSandboxConfig__Input;
 }
 
@@ -44,8 +48,8 @@ export async function withSides<T>(log: (line: string) => void, body: (sides: Si
       const version = await ctd.client.runtime.Version({});
       log(`containerd CRI: ${version.runtime_name} ${version.runtime_version}`);
       const sides: Side[] = [
-        { name: "crib", client: env.client, sandboxConfig: (n) => env.sandboxConfig(n) },
-        { name: "containerd", client: ctd.client, sandboxConfig: (n) => ctd.sandboxConfig(n) },
+        { name: "crib", client: env.client, socket: env.crib.socket, pid: env.crib.pid ?? 0, sandboxConfig: (n) => env.sandboxConfig(n) },
+        { name: "containerd", client: ctd.client, socket: ctd.address, pid: ctd.pid ?? 0, sandboxConfig: (n) => ctd.sandboxConfig(n) },
       ];
       return await body(sides, env, ctd);
     } finally {
@@ -208,7 +212,7 @@ export const rssLoggingBenchmark: Benchmark = {
       const pid = env.crib.pid;
       if (pid === undefined) throw new Error("crib has no pid");
       const idle = await rss(pid);
-      const side: Side = { name: "crib", client: env.client, sandboxConfig: (n) => env.sandboxConfig(n) };
+      const side: Side = { name: "crib", client: env.client, socket: env.crib.socket, pid, sandboxConfig: (n) => env.sandboxConfig(n) };
       const logger = ["/bin/sh", "-c", "while true; do echo line; sleep 0.1; done"];
       const pods: Pod[] = [];
       for (let p = 0; p < RSS_PODS; p++) pods.push(await runPod(side, `rss-${p}`));

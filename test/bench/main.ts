@@ -3,12 +3,13 @@
 // measures, and returns rows; the table at the end has every figure and ratio.
 //   BENCH_RUNS=5 npm run bench pull
 import type { Benchmark, Row } from "./bench.js";
+import { logsBenchmark } from "./logs.js";
 import { pullBenchmark } from "./pull.js";
 import { streamingBenchmark } from "./streaming.js";
 import { containerBenchmark, execSyncBenchmark, rssLoggingBenchmark, sandboxBenchmark } from "./cri-compare.js";
 import { rpcBenchmark, rssBenchmark } from "./read-path.js";
 
-const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rpcBenchmark, rssBenchmark, rssLoggingBenchmark];
+const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rpcBenchmark, rssBenchmark, rssLoggingBenchmark, logsBenchmark];
 
 function table(rows: Row[]): string {
   const header: Row = { benchmark: "benchmark", metric: "metric", value: "value", note: "note" };
@@ -21,7 +22,7 @@ function table(rows: Row[]): string {
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("benchmarks need root (they run containerd)");
-  const wanted = process.argv.slice(2);
+  const wanted = process.argv.slice(2).filter((a) => !a.startsWith("--")); // --flags are the benchmarks' own
   const chosen = wanted.length === 0 ? benchmarks : benchmarks.filter((b) => wanted.includes(b.name));
   if (chosen.length === 0) throw new Error(`no benchmark named ${wanted.join(", ")}; there are: ${benchmarks.map((b) => b.name).join(", ")}`);
   const runs = Number(process.env["BENCH_RUNS"] ?? 3);
