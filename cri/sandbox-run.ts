@@ -162,7 +162,9 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
     for (const w of warnings) log.warn({ warning: w }, "sandbox spec");
     // deferred before they are made: containerd may die with the snapshot prepared and the record not, or
     // the shim started and the task not; the steps run last to first, each fine with nothing to undo
-    undo.defer("end the pause's idle shim", (s) => reapShims(deps, s, { id }));
+    // after the answer: finding a shim by group scans /proc
+    undo.defer("end the pause's idle shim", () => void reapShims(deps, AbortSignal.timeout(30_000), { id })
+      .catch((err: unknown) => log.debug({ err: String(err) }, "looking for the pause's shim failed")));
     undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
     await createContainer(deps.containerd, {
       id, image: image.name, parent: image.chainId, spec,
