@@ -75,6 +75,7 @@ export async function undoSandbox(deps: UndoDeps, parts: SandboxParts, signal: A
   await removeSandboxFiles(parts.dir, parts.shmDir);
   await rm(parts.shmDir ? dirname(parts.shmDir) : sandboxStateDir(deps, parts.id), { recursive: true, force: true });
   await deleteContainer(deps.containerd, parts.id, signal);
+  // an idle shim it leaves is ended by start-up's sweep (a scan of /proc: once, not per undo)
 }
 
 const UNDO_KINDS = new Set<Intent["kind"]>(["sandbox-run", "sandbox-remove", "container-create", "container-remove"]);

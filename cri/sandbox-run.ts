@@ -18,6 +18,7 @@ import type { IpRanges } from "../cni/ip.js";
 import type { Netns } from "../runtime/netns.js";
 import { sandboxEvent } from "./container-events.js";
 import { removeTask } from "./reconciler.js";
+import { reapShims } from "./shim-reaper.js";
 import type { Intent, SandboxParts } from "./intents.js";
 import { crashPoint } from "./crash-point.js";
 import { DEFAULT_IFNAME } from "../cni/network.js";
@@ -159,6 +160,12 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
       ...(seccompProfile ? { seccompProfile } : {}),
     });
     for (const w of warnings) log.warn({ warning: w }, "sandbox spec");
+    // deferred before they are made: containerd may die with the snapshot prepared and the record not, or
+    // the shim started and the task not; the steps run last to first, each fine with nothing to undo
+    // after the answer: finding a shim by group scans /proc
+    undo.defer("end the pause's idle shim", () => void reapShims(deps, AbortSignal.timeout(30_000), { id })
+      .catch((err: unknown) => log.debug({ err: String(err) }, "looking for the pause's shim failed")));
+    undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
     await createContainer(deps.containerd, {
       id, image: image.name, parent: image.chainId, spec,
       runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
@@ -166,7 +173,6 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
       extensions: { [SANDBOX_EXTENSION]: meta },
     }, signal);
     crashPoint("sandbox-run:pause-created");
-    undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
     undo.defer("delete pause task", (s) => removeTask(deps, id, s));
     const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
     crashPoint("sandbox-run:pause-started");

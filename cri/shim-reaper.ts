@@ -6,12 +6,14 @@ import type { Deps } from "./deps.js";
 import { hasChildren, listShims, shimOf, type ShimProcess } from "../runtime/containerd/shims.js";
 
 /**
- * Ends crib's idle shims (only the one of group `only.id` running as
- * `only.pid`, when given); how many. Call it when no task can be starting in those groups.
+ * Ends crib's idle shims (only group `only.id`'s, running as `only.pid` if
+ * known, when given); how many. Call it when no task can be starting in those groups.
  */
-export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: AbortSignal, only?: { id: string; pid: number }): Promise<number> {
-  const candidates = only ? [await shimOf(only.pid)].filter((s): s is ShimProcess => s?.id === only.id) : await listShims();
-  const mine = candidates.filter((s) => s.namespace === deps.containerd.namespace && s.address === deps.containerd.address);
+export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: AbortSignal, only?: { id: string; pid?: number }): Promise<number> {
+  // by pid: two reads; by group alone: a scan of /proc (failure paths and start-up only)
+  const candidates = only?.pid !== undefined ? [await shimOf(only.pid)] : await listShims();
+  const mine = candidates.filter((s): s is ShimProcess => s !== undefined && (only === undefined || s.id === only.id)
+    && s.namespace === deps.containerd.namespace && s.address === deps.containerd.address);
   if (mine.length === 0) return 0;
   const [{ tasks }, { containers }] = await Promise.all([deps.containerd.tasks.List({}, signal), deps.containerd.containers.List({}, signal)]);
   // a pod's containers run in its sandbox's shim

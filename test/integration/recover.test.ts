@@ -48,7 +48,13 @@ async function crashDuring<T>(env: PodEnv, point: string, call: () => Promise<T>
   await env.crib.startProcess({ CRIB_TEST_CRASH_AT: point });
   await assert.rejects(call(), `the call fails: crib died at ${point}`);
   assert.equal(await env.crib.exited(), "SIGKILL", `crib killed itself at ${point}`);
+  await restarted(env);
+}
+
+/** Starts crib and waits, as kubelet retries, until it has reconciled (UNAVAILABLE until then). */
+async function restarted(env: PodEnv): Promise<void> {
   await env.crib.startProcess();
+  await eventually("crib reconciled", () => env.client.runtime.ListPodSandbox({}), 30_000);
 }
 
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
@@ -111,7 +117,7 @@ describe("crib SIGKILLed in RunPodSandbox, then restarted", () => {
       const { ipam } = await leftovers(env);
       assert.equal(ipam?.length, 1, "the ADD got as far as an IP");
       await writeFile(join(env.crib.dir, "net.d", "10-test.conflist"), JSON.stringify({ cniVersion: "1.0.0", name: "crib-test", plugins: [bridge] }));
-      await env.crib.startProcess();
+      await restarted(env);
       assert.deepEqual(await leftovers(env), { netns: [], veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
       assert.deepEqual(await cribFiles(env), { rootSandboxes: [], stateSandboxes: [], rootContainers: [], stateContainers: [], cniCache: [], intents: [] });
     } finally {
@@ -176,7 +182,7 @@ describe("crib SIGKILLed in CreateContainer and StartContainer, then restarted",
       await new Promise((r) => setTimeout(r, delay));
       await env.crib.stopProcess("SIGKILL");
       await started;
-      await env.crib.startProcess();
+      await restarted(env);
       const s = await eventually("the pod's state", async () => {
         const got = await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id, verbose: true });
         return got.status?.state === "SANDBOX_READY" ? got : undefined;
