@@ -10,6 +10,7 @@ import { deleteContainer, deleteTask } from "../runtime/containerd/tasks.js";
 import { stopContainer } from "./container-stop.js";
 import { containerEvent } from "./container-events.js";
 import { removeImageVolumes } from "./image-volumes.js";
+import { allSettled } from "./rollback.js";
 
 export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerRequest, ctx: CallContext): Promise<cri.RemoveContainerResponse__Input> {
   const c = deps.containers.find(required(req.container_id, "container_id"));
@@ -20,11 +21,14 @@ export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerReq
 export async function removeContainer(deps: Deps, c: Container, ctx: CallContext): Promise<void> {
   await stopContainer(deps, c, 0, ctx);
   await deleteTask(deps.containerd, c.id, ctx.signal);
-  await removeImageVolumes(deps, c.id, c.config, ctx.signal);
-  await deleteContainer(deps.containerd, c.id, ctx.signal);
-  await deps.io.get(c.id)?.remove();
+  // with the task gone, the record and snapshot, the FIFOs, and the image volumes then the
+  // container's directory (the volumes are mounted inside it) go side by side
+  await allSettled([
+    removeImageVolumes(deps, c.id, c.config, ctx.signal).then(() => deps.containers.removeFiles(c.id)),
+    deleteContainer(deps.containerd, c.id, ctx.signal),
+    deps.io.get(c.id)?.remove() ?? Promise.resolve(),
+  ]);
   deps.io.delete(c.id);
-  await deps.containers.removeFiles(c.id);
   deps.containers.delete(c.id);
   containerEvent(deps, "CONTAINER_DELETED_EVENT", c);
   ctx.log.info({ container: c.id.slice(0, 12) }, "container removed");

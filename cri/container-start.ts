@@ -17,7 +17,7 @@ export async function startContainer(deps: Deps, req: cri.StartContainerRequest,
   if (!io) throw internal(`container ${c.id} has no stdio`);
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]);
   try {
-    const pid = await startTask(deps.containerd, c.id, io.paths, signal);
+    const pid = await startTask(deps.containerd, c.id, io.paths, signal, c.rootfs);
     await io.started();
     // an exit event may already have been handled while Start was in flight
     if (c.status.state === "CONTAINER_CREATED") {

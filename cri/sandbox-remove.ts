@@ -10,6 +10,7 @@ import { deleteContainer } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles } from "../runtime/sandbox-files.js";
 import { required } from "../runtime/errors.js";
 import { sandboxEvent } from "./container-events.js";
+import { allSettled } from "./rollback.js";
 
 export async function removePodSandbox(deps: Deps, req: cri.RemovePodSandboxRequest, ctx: CallContext): Promise<cri.RemovePodSandboxResponse__Input> {
   const sandbox = deps.sandboxes.find(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -21,9 +22,12 @@ export async function removePodSandbox(deps: Deps, req: cri.RemovePodSandboxRequ
 export async function removeSandbox(deps: Deps, sandbox: Sandbox, ctx: CallContext): Promise<void> {
   for (const c of deps.containers.inSandbox(sandbox.id)) await removeContainer(deps, c, ctx);
   await stopSandbox(deps, sandbox, ctx);
-  if (sandbox.netnsPath) await deps.netns.remove(sandbox.netnsPath, ctx.signal);
-  await removeSandboxFiles(sandbox.dir, sandbox.shmDir);
-  await deleteContainer(deps.containerd, sandbox.id, ctx.signal);
+  // with the pause task gone and the network down, these three are independent
+  await allSettled([
+    sandbox.netnsPath ? deps.netns.remove(sandbox.netnsPath, ctx.signal) : Promise.resolve(),
+    removeSandboxFiles(sandbox.dir, sandbox.shmDir),
+    deleteContainer(deps.containerd, sandbox.id, ctx.signal),
+  ]);
   deps.sandboxes.delete(sandbox.id);
   sandboxEvent(deps, "CONTAINER_DELETED_EVENT", sandbox);
   ctx.log.info({ sandbox: sandbox.id.slice(0, 12) }, "sandbox removed");

@@ -82,16 +82,17 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const ms: Record<string, number> = {};
   const lap = <T>(what: string, work: Promise<T>): Promise<T> =>
     work.finally(() => { ms[what] = Math.round(performance.now() - started); });
-  const image = await lap("image", deps.images.ensure(deps.config.sandbox.image, signal));
   const handler = deps.config.runtimes[handlerName]!;
   const host = hostNetwork(config);
-
-  let netns: Netns | undefined;
-  if (!host) {
-    const added = await lap("netns", deps.netns.add(id, signal));
-    netns = added;
+  // the sandbox image and the netns need nothing from each other
+  const adding = host ? Promise.resolve(undefined) : deps.netns.add(id, signal).then((added) => {
     undo.defer("remove netns", (s) => deps.netns.remove(added, s));
-  }
+    return added;
+  });
+  const [image, netns] = await allSettled<[Awaited<ReturnType<Deps["images"]["ensure"]>>, Netns | undefined]>([
+    lap("image", deps.images.ensure(deps.config.sandbox.image, signal)),
+    lap("netns", adding),
+  ]);
   const netnsPath = netns?.path ?? "";
   const dir = join(deps.config.root, "sandboxes", id);
   const shmDir = hostIpc(config) ? "" : join(deps.config.state, "sandboxes", id, "shm");
@@ -124,7 +125,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
       ...(seccompProfile ? { seccompProfile } : {}),
     });
     for (const w of warnings) log.warn({ warning: w }, "sandbox spec");
-    await createContainer(deps.containerd, {
+    const rootfs = await createContainer(deps.containerd, {
       id, image: image.name, parent: image.chainId, spec,
       runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
       labels: { [KIND_LABEL]: "sandbox", ...config.labels },
@@ -138,7 +139,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
         await deleteTask(deps.containerd, id, s);
       });
     });
-    return startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
+    return startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal, rootfs);
   };
   const [ips, pid] = await allSettled<[string[], number]>([lap("network", network()), lap("pause", pause())]);
   if (ips.length > 0) {

@@ -5,9 +5,10 @@
 import type { Benchmark, Row } from "./bench.js";
 import { pullBenchmark } from "./pull.js";
 import { streamingBenchmark } from "./streaming.js";
+import { lifecycleBenchmark } from "./lifecycle.js";
 import { containerBenchmark, execSyncBenchmark, rssBenchmark, sandboxBenchmark } from "./cri-compare.js";
 
-const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rssBenchmark];
+const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rssBenchmark, lifecycleBenchmark];
 
 function table(rows: Row[]): string {
   const header: Row = { benchmark: "benchmark", metric: "metric", value: "value", note: "note" };
