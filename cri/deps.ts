@@ -12,6 +12,7 @@ import type { CdiRegistry } from "../runtime/cdi-registry.js";
 import type { ImageConfig } from "../runtime/image/oci.js";
 import type { SandboxStore, Sandbox } from "./store/sandboxes.js";
 import type { ContainerStore } from "./store/containers.js";
+import type { ImageStore } from "./store/images.js";
 import type { OutlivingWork } from "./outlive.js";
 import type { ContainerIo } from "../runtime/container-io.js";
 import type { StreamingServer } from "../runtime/streaming/server.js";
@@ -57,6 +58,8 @@ export interface Deps {
   containerd: Containerd;
   network: NetworkReadiness;
   images: ImageLookup;
+  /** the image records, listed from containerd when they changed (cri/store/images.ts) */
+  imageStore: ImageStore;
   /** pulls from registries into containerd (PullImage, and the sandbox image on demand) */
   puller: ImagePuller;
   imageFs: ImageFsUsage;

@@ -1,7 +1,7 @@
 // The runtime side's view of images: find one present in containerd, or make
 // sure the sandbox image is there (pulling it when missing).
-import type { Containerd } from "../runtime/containerd/client.js";
-import { findImage, type StoredImage } from "../runtime/image/store.js";
+import type { StoredImage } from "../runtime/image/store.js";
+import type { ImageStore } from "./store/images.js";
 import { notFound } from "../runtime/errors.js";
 import type { ImageLookup, LocalImage } from "./deps.js";
 
@@ -11,18 +11,18 @@ const toLocal = (i: StoredImage): LocalImage => ({
   id: i.id, name: i.names[0]!, repoTags: i.repoTags, repoDigests: i.repoDigests, chainId: i.chainId, config: i.config,
 });
 
-export function imageLookup(containerd: Containerd, pull: Puller | undefined): ImageLookup {
+export function imageLookup(store: ImageStore, pull: Puller | undefined): ImageLookup {
   return {
     async find(ref, signal) {
-      const image = await findImage(containerd, ref, signal);
+      const image = await store.find(ref, signal);
       return image ? toLocal(image) : undefined;
     },
     async ensure(ref, signal) {
-      const present = await findImage(containerd, ref, signal);
+      const present = await store.find(ref, signal);
       if (present) return toLocal(present);
       if (!pull) throw notFound(`image "${ref}" is not present`);
-      await pull(ref, signal);
-      const pulled = await findImage(containerd, ref, signal);
+      await store.writing(() => pull(ref, signal));
+      const pulled = await store.find(ref, signal);
       if (!pulled) throw notFound(`image "${ref}" is not present after pulling it`);
       return toLocal(pulled);
     },

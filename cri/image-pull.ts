@@ -8,7 +8,7 @@ import { required } from "../runtime/errors.js";
 export async function pullImage(deps: Deps, req: cri.PullImageRequest, ctx: CallContext): Promise<cri.PullImageResponse__Input> {
   const ref = required(req.image?.image, "image.image");
   const started = process.hrtime.bigint();
-  const pulled = await deps.puller.pull(ref, { auth: req.auth ?? undefined, signal: ctx.signal }).catch((err: unknown) => {
+  const pulled = await deps.imageStore.writing(() => deps.puller.pull(ref, { auth: req.auth ?? undefined, signal: ctx.signal })).catch((err: unknown) => {
     deps.metrics.imagePull({ ok: false });
     throw err;
   });

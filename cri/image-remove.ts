@@ -7,7 +7,7 @@ import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { failedPrecondition, required } from "../runtime/errors.js";
 import { isNotFound } from "../runtime/containerd/errors.js";
-import { findImage, normalizeReference, type StoredImage } from "../runtime/image/store.js";
+import { normalizeReference, type StoredImage } from "../runtime/image/store.js";
 import { parseReference, referenceString, repositoryName } from "../runtime/image/reference.js";
 
 const repositoryOf = (name: string): string => {
@@ -37,7 +37,7 @@ export function recordsToRemove(image: StoredImage, spec: string): string[] {
 
 export async function removeImage(deps: Deps, req: cri.RemoveImageRequest, ctx: CallContext): Promise<cri.RemoveImageResponse__Input> {
   const spec = required(req.image?.image, "image.image");
-  const image = await findImage(deps.containerd, spec, ctx.signal);
+  const image = await deps.imageStore.find(spec, ctx.signal);
   if (!image) return {};
   const names = recordsToRemove(image, spec);
   if (image.pinned) {
@@ -47,13 +47,15 @@ export async function removeImage(deps: Deps, req: cri.RemoveImageRequest, ctx: 
       throw failedPrecondition(`image "${spec}" (${image.id}) is the pinned sandbox image of pod sandbox ${user.id}${pod}; remove the sandbox first`);
     }
   }
-  for (const [i, name] of names.entries()) {
-    try {
-      await deps.containerd.images.Delete({ name, sync: i === names.length - 1 }, ctx.signal);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
+  await deps.imageStore.writing(async () => {
+    for (const [i, name] of names.entries()) {
+      try {
+        await deps.containerd.images.Delete({ name, sync: i === names.length - 1 }, ctx.signal);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
     }
-  }
+  });
   ctx.log.info({ image: spec, id: image.id, removed: names }, "image removed");
   return {};
 }

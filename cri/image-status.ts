@@ -4,7 +4,7 @@ import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { required } from "../runtime/errors.js";
-import { findImage, type StoredImage } from "../runtime/image/store.js";
+import type { StoredImage } from "../runtime/image/store.js";
 
 /** The image config's User as the CRI wants it: a numeric uid, or else a name (the group dropped). */
 export function imageUser(user: string | undefined): { uid?: number; username: string } {
@@ -29,7 +29,7 @@ export function toCriImage(image: StoredImage): cri.Image__Input {
 
 export async function imageStatus(deps: Deps, req: cri.ImageStatusRequest, ctx: CallContext): Promise<cri.ImageStatusResponse__Input> {
   const spec = required(req.image?.image, "image.image");
-  const image = await findImage(deps.containerd, spec, ctx.signal);
+  const image = await deps.imageStore.find(spec, ctx.signal);
   if (!image) return { image: null, info: {} };
   const res: cri.ImageStatusResponse__Input = { image: toCriImage(image), info: {} };
   if (req.verbose) {

@@ -8,7 +8,8 @@ test("metrics addresses: host:port, [v6]:port and :port; anything else is refuse
   assert.deepEqual(parseListenAddress("127.0.0.1:9910"), { host: "127.0.0.1", port: 9910 });
   assert.deepEqual(parseListenAddress("[::1]:9910"), { host: "::1", port: 9910 });
   assert.deepEqual(parseListenAddress(":9910"), { host: "", port: 9910 });
-  assert.throws(() => parseListenAddress("127.0.0.1:0"), /"127\.0\.0\.1:0"/);
+  assert.deepEqual(parseListenAddress("127.0.0.1:0"), { host: "127.0.0.1", port: 0 }, "port 0: an ephemeral port, logged once bound");
+  assert.throws(() => parseListenAddress("127.0.0.1:65536"), /"127\.0\.0\.1:65536"/);
   assert.throws(() => configFromObject("c.toml", { metrics: { address: "localhost" } }), /key "metrics\.address"/);
   assert.equal(configFromObject("c.toml", { metrics: { address: "127.0.0.1:9910" } }).metrics.address, "127.0.0.1:9910");
 });

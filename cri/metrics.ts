@@ -3,6 +3,7 @@
 // sandboxes by state (counted from the stores at scrape time), image pulls,
 // CNI operations, container event clients, and the process's default metrics.
 import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
@@ -20,11 +21,11 @@ const CONTAINER_STATES = ["CONTAINER_CREATED", "CONTAINER_RUNNING", "CONTAINER_E
 const SANDBOX_STATES = ["SANDBOX_READY", "SANDBOX_NOTREADY"] as const;
 const stateLabel = (s: string): string => s.replace(/^(CONTAINER|SANDBOX)_/, "").toLowerCase();
 
-/** `host:port`, `[v6]:port` or `:port` (cri/config.ts checked the form); throws naming the value. */
+/** `host:port`, `[v6]:port` or `:port` (cri/config.ts checked the form); port 0 takes an ephemeral one. Throws naming the value. */
 export function parseListenAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(":");
   const port = Number(address.slice(colon + 1));
-  if (colon < 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`metrics address "${address}": expected host:port, e.g. "127.0.0.1:9910"`);
+  if (colon < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`metrics address "${address}": expected host:port, e.g. "127.0.0.1:9910"`);
   return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port };
 }
 
@@ -121,7 +122,9 @@ export class CribMetrics implements CallObserver {
       });
     });
     this.#server = server;
-    log.info({ address }, "serving Prometheus metrics on /metrics");
+    const bound = server.address() as AddressInfo;
+    // the bound port, which tells port 0's choice
+    log.info({ address: `${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}` }, "serving Prometheus metrics on /metrics");
   }
 
   async close(): Promise<void> {

@@ -20,55 +20,96 @@ export interface CallObserver {
   callDone(method: string, code: status, seconds: number): void;
 }
 
-function deadlineSignal(deadline: Deadline): AbortSignal | undefined {
-  const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  if (!Number.isFinite(at)) return undefined;
-  return AbortSignal.timeout(Math.max(0, at - Date.now()));
+interface CallLike {
+  readonly cancelled: boolean;
+  getDeadline(): Deadline;
+  once(e: "cancelled", l: () => void): unknown;
 }
 
-function context(method: string, log: Logger, call: { getDeadline(): Deadline; once(e: "cancelled", l: () => void): unknown }) {
-  const lifetime = new AbortController();
-  call.once("cancelled", () => lifetime.abort(new DOMException(`${method}: cancelled by the client`, "AbortError")));
-  const deadline = deadlineSignal(call.getDeadline());
-  const signal = deadline ? AbortSignal.any([lifetime.signal, deadline]) : lifetime.signal;
-  // one call may fan out to many containerd calls at once (StopPodSandbox), each listening
-  setMaxListeners(0, signal);
-  return { lifetime, ctx: { signal, log: log.child({ method }) } satisfies CallContext };
+// Made once: a DOMException captures a stack, and every completed call aborts its signal.
+const COMPLETED = new DOMException("the call has completed", "AbortError");
+
+/**
+ * A call's context. Most reads are answered from memory without looking at
+ * the signal or logging, so the signal (with its deadline timer and cancel
+ * listener) and the child logger are made on first use only.
+ */
+class LazyContext implements CallContext {
+  #lifetime: AbortController | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #log: Logger | undefined;
+  #ended = false;
+
+  constructor(readonly method: string, readonly base: Logger, readonly call: CallLike) {}
+
+  get signal(): AbortSignal {
+    if (this.#lifetime) return this.#lifetime.signal;
+    const lifetime = new AbortController();
+    this.#lifetime = lifetime;
+    // one call may fan out to many containerd calls at once (StopPodSandbox), each listening
+    setMaxListeners(0, lifetime.signal);
+    const cancelled = () => lifetime.abort(new DOMException(`${this.method}: cancelled by the client`, "AbortError"));
+    if (this.#ended) lifetime.abort(COMPLETED);
+    else if (this.call.cancelled) cancelled();
+    else {
+      this.call.once("cancelled", cancelled);
+      const deadline = this.call.getDeadline();
+      const at = deadline instanceof Date ? deadline.getTime() : deadline;
+      if (Number.isFinite(at)) {
+        this.#timer = setTimeout(() => lifetime.abort(new DOMException(`${this.method}: the deadline passed`, "TimeoutError")), Math.max(0, at - Date.now()));
+        this.#timer.unref();
+      }
+    }
+    return lifetime.signal;
+  }
+
+  get log(): Logger {
+    this.#log ??= this.base.child({ method: this.method });
+    return this.#log;
+  }
+
+  end(): void {
+    this.#ended = true;
+    clearTimeout(this.#timer);
+    this.#lifetime?.abort(COMPLETED);
+  }
 }
 
-function finish(ctx: CallContext, observer: CallObserver | undefined, method: string, started: bigint, err: unknown, counts?: CallCounts) {
+function finish(ctx: LazyContext, observer: CallObserver | undefined, method: string, started: bigint, err: unknown, counts?: CallCounts) {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const code = err === undefined ? status.OK : toServiceError(err).code;
   observer?.callDone(method, code, seconds);
   const ms = Math.round(seconds * 1e6) / 1e3;
   if (counts) ctx.log.info({ ms, code: status[code], calls: countsForLog(counts), ...(err === undefined ? {} : { err: String(err) }) }, "rpc traced");
-  else if (err === undefined) ctx.log.debug({ ms, code: status[code] }, "rpc");
+  else if (err === undefined) {
+    if (ctx.base.isLevelEnabled("debug")) ctx.log.debug({ ms, code: status[code] }, "rpc");
+  }
   else ctx.log.warn({ ms, code: status[code], err: err instanceof Error ? err.message : String(err) }, "rpc failed");
 }
 
 export function unary<Req, Res>(method: string, log: Logger, handler: Handler<Req, Res>, observer?: CallObserver) {
   return (call: ServerUnaryCall<Req, Res>, done: sendUnaryData<Res>): void => {
     const started = process.hrtime.bigint();
-    const { lifetime, ctx } = context(method, log, call);
+    const ctx = new LazyContext(method, log, call);
     const counts: CallCounts | undefined = tracingCalls() ? new Map() : undefined;
     (counts ? withCallCounts(counts, () => handler(call.request, ctx)) : handler(call.request, ctx)).then(
       (res) => { finish(ctx, observer, method, started, undefined, counts); done(null, res); },
       (err: unknown) => { finish(ctx, observer, method, started, err, counts); done(toServiceError(err)); },
-    ).finally(() => lifetime.abort());
+    ).finally(() => ctx.end());
   };
 }
 
 export function serverStream<Req, Res>(method: string, log: Logger, handler: StreamHandler<Req, Res>, observer?: CallObserver) {
   return (call: ServerWritableStream<Req, Res>): void => {
     const started = process.hrtime.bigint();
-    const { lifetime, ctx } = context(method, log, call);
+    const ctx = new LazyContext(method, log, call);
     handler(call.request, (res) => sendWhenWritable(call, res, ctx.signal), ctx).then(
       () => { finish(ctx, observer, method, started, undefined); call.end(); },
       (err: unknown) => {
         finish(ctx, observer, method, started, err);
         if (!call.cancelled) call.emit("error", { ...toServiceError(err), metadata: undefined });
       },
-    ).finally(() => lifetime.abort());
+    ).finally(() => ctx.end());
   };
 }
 

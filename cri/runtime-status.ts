@@ -4,9 +4,46 @@ import type { Deps } from "./deps.js";
 import { cgroupDriver } from "./config.js";
 
 const PROBE_TIMEOUT_MS = 2000;
+const FRESH_MS = 5000;
+
+/**
+ * Whether containerd answers, without a round trip per Status: while crib's
+ * event stream to containerd is up and containerd answered a probe within
+ * FRESH_MS, it is up; an older answer is still given while a new probe runs
+ * in the background (it catches a containerd that hangs with the stream open).
+ * With the stream down, or the last probe failed, Status probes and waits.
+ */
+class ContainerdHealth {
+  #last: { at: number; up: boolean } | undefined;
+  #probe: Promise<boolean> | undefined;
+
+  async up(deps: Deps, signal: () => AbortSignal): Promise<boolean> {
+    const last = this.#last;
+    if (deps.events.connection !== undefined && last?.up) {
+      if (Date.now() - last.at >= FRESH_MS) void this.#probeOnce(deps);
+      return true;
+    }
+    return this.#probeOnce(deps, signal());
+  }
+
+  #probeOnce(deps: Deps, signal?: AbortSignal): Promise<boolean> {
+    this.#probe ??= deps.containerd.ping(AbortSignal.timeout(PROBE_TIMEOUT_MS)).then((up) => {
+      this.#last = { at: Date.now(), up };
+      this.#probe = undefined;
+      return up;
+    });
+    if (!signal) return this.#probe;
+    // the caller may give up early; the probe's answer is kept for the next one
+    return Promise.race([this.#probe, new Promise<boolean>((resolve) => signal.addEventListener("abort", () => resolve(false), { once: true }))]);
+  }
+}
+
+const health = new WeakMap<Deps["containerd"], ContainerdHealth>();
 
 export async function runtimeStatus(deps: Deps, req: cri.StatusRequest, ctx: CallContext): Promise<cri.StatusResponse__Input> {
-  const runtimeUp = await deps.containerd.ping(AbortSignal.any([ctx.signal, AbortSignal.timeout(PROBE_TIMEOUT_MS)]));
+  let h = health.get(deps.containerd);
+  if (!h) health.set(deps.containerd, (h = new ContainerdHealth()));
+  const runtimeUp = await h.up(deps, () => ctx.signal);
   const network = deps.network.status();
   const conditions: cri.RuntimeCondition__Input[] = [
     runtimeUp

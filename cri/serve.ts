@@ -20,6 +20,7 @@ import { CdiRegistry } from "../runtime/cdi-registry.js";
 import { TaskEvents } from "../runtime/containerd/events.js";
 import { SandboxStore } from "./store/sandboxes.js";
 import { ContainerStore } from "./store/containers.js";
+import { ImageStore } from "./store/images.js";
 import { OutlivingWork } from "./outlive.js";
 import { imageLookup } from "./image-lookup.js";
 import { sandboxArchiveFirst } from "./sandbox-image.js";
@@ -93,9 +94,11 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     onDownloaded: (bytes) => metrics.imageBytesDownloaded(bytes),
   });
   const imageFs = new ImageFsUsage(containerd);
+  const imageStore = new ImageStore(containerd, () => deps.events);
   const deps: Deps = {
     ...base,
-    images: imageLookup(containerd, sandboxArchiveFirst(config, containerd, log, async (ref, signal) => void (await puller.pull(ref, { signal })))),
+    imageStore,
+    images: imageLookup(imageStore, sandboxArchiveFirst(config, containerd, log, async (ref, signal) => void (await puller.pull(ref, { signal })))),
     puller,
     imageFs,
     netns: new NetnsManager(),
@@ -120,7 +123,7 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     streaming: undefined as unknown as StreamingServer,
   };
   deps.events = new TaskEvents(containerd, log.child({ component: "events" }), () => reconcile(deps));
-  deps.events.on((e) => handleTaskEvent(deps, e));
+  deps.events.on((e) => (e.kind === "image" ? imageStore.changed() : handleTaskEvent(deps, e)));
   return deps;
 }
 

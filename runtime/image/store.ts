@@ -114,7 +114,11 @@ async function describe(c: Containerd, target: { media_type: string; digest: str
  * CRI plugin resolves them) a unique prefix of an image ID; undefined when absent.
  */
 export async function findImage(c: Containerd, ref: string, signal?: AbortSignal): Promise<StoredImage | undefined> {
-  const all = await listImages(c, signal);
+  return findAmong(await listImages(c, signal), ref);
+}
+
+/** findImage's rules over images already listed. */
+export function findAmong(all: readonly StoredImage[], ref: string): StoredImage | undefined {
   const hex = /^(?:sha256:)?([0-9a-f]{1,64})$/.exec(ref)?.[1];
   const byId = hex?.length === 64 ? all.find((i) => i.id === `sha256:${hex}`) : undefined;
   if (byId) return byId;

@@ -167,7 +167,7 @@ async function alternate(sides: Side[], n: number, warmup: number, step: (side: 
 async function withSides<T>(log: (line: string) => void, body: (sides: Side[], env: PodEnv, ctd: ContainerdCri) => Promise<T>): Promise<T> {
   if (process.env["BENCH_TRACE"]) process.env["CRIB_TRACE_CALLS"] = "1";
   // crib (a child) writes a V8 CPU profile there when it exits
-  if (process.env["BENCH_PROFILE"]) process.env["CRIB_TEST_NODE_ARGS"] = `--cpu-prof --cpu-prof-dir=${process.env["BENCH_PROFILE"]}`;
+  if (process.env["BENCH_PROFILE"]) process.env["CRIB_NODE_FLAGS"] = `--cpu-prof --cpu-prof-dir=${process.env["BENCH_PROFILE"]}`;
   const env = await PodEnv.start({ config: { log_level: "info" } });
   try {
     const ctd = await ContainerdCri.start();

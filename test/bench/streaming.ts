@@ -9,7 +9,7 @@ import type { Duplex, Readable } from "node:stream";
 import { PodEnv } from "../fixtures/pod-env.js";
 import { execSpdy, SpdyPortForwardClient, WsPortForwardClient } from "../fixtures/stream-clients.js";
 import { median, timed, type Benchmark, type Row } from "./bench.js";
-import { freePort } from "../fixtures/registry.js";
+import { portOf } from "../fixtures/ports.js";
 
 const BIG_MB = 100;
 const GET = "GET /big HTTP/1.0\r\n\r\n";
@@ -49,9 +49,9 @@ export const streamingBenchmark: Benchmark = {
       if ((await execSpdy(dd.url)).status?.status !== "Success") throw new Error("cannot write /srv/big in the pod");
       const ip = (await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id })).status?.network?.ip ?? "";
       // The same server in a host-network pod: port forward dials it without the nsenter+socat helper.
-      const hostPort = await freePort();
       const hostPod = await env.runPod("bench-host", { linux: { security_context: { namespace_options: { network: "NODE" } } } });
-      const hc = await env.runContainer(hostPod, "httpd", { command: ["/bin/httpd", "-f", "-p", `127.0.0.1:${hostPort}`, "-h", "/srv"] });
+      const hc = await env.runContainer(hostPod, "httpd", { command: ["/bin/httpd", "-f", "-p", "127.0.0.1:0", "-h", "/srv"] });
+      const hostPort = await portOf(await env.pidOf(hc), "httpd in the host-network pod");
       const hdd = await env.client.runtime.Exec({ container_id: hc, cmd: ["/bin/dd", "if=/dev/zero", "of=/srv/big", "bs=1M", `count=${BIG_MB}`], stdout: true, stderr: true });
       if ((await execSpdy(hdd.url)).status?.status !== "Success") throw new Error("cannot write /srv/big in the host-network pod");
 

@@ -18,7 +18,8 @@ import { PodEnv } from "../fixtures/pod-env.js";
 import { BUSYBOX_REF } from "../fixtures/local-images.js";
 import { buildImage, filesLayer } from "../fixtures/image-builder.js";
 import { pushImage } from "../fixtures/push.js";
-import { freePort, startRegistry, type TestRegistry } from "../fixtures/registry.js";
+import { startRegistry, type TestRegistry } from "../fixtures/registry.js";
+import { reservePort } from "../fixtures/ports.js";
 import { RegistryClient } from "../../runtime/image/registry.js";
 import type * as cri from "../../proto/gen/cri/types.js";
 
@@ -307,7 +308,9 @@ describe("critest conformance", () => {
   });
 
   it("forwards a hostPort on the node's 127.0.0.1 to the pod", async () => {
-    const hostPort = await freePort();
+    // held for the test: portmap's DNAT answers for it, and no other program can listen on it meanwhile
+    await using reserved = await reservePort();
+    const hostPort = reserved.port;
     const pod = await critestPod("create-PodSandbox-with-port-mapping", { port_mappings: [{ container_port: 80, host_port: hostPort, protocol: "TCP" }] });
     await env.runContainer(pod, "web", { command: ["httpd", "-f", "-p", "80", "-h", "/srv"] });
     const res = await waitFor(`127.0.0.1:${hostPort} to answer`, () => httpGet(`http://127.0.0.1:${hostPort}/index.html`));

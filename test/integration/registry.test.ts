@@ -31,7 +31,8 @@ import {
   type BuiltImage,
 } from "../fixtures/image-builder.js";
 import { pushImage } from "../fixtures/push.js";
-import { FaultyProxy, freePort, startRegistry, type TestRegistry } from "../fixtures/registry.js";
+import { FaultyProxy, startRegistry, type TestRegistry } from "../fixtures/registry.js";
+import { unusedPort } from "../fixtures/ports.js";
 
 const client = (options: RegistryClientOptions = {}): RegistryClient => new RegistryClient({ retryDelayMs: 5, ...options });
 
@@ -561,7 +562,7 @@ describe("registry hosts configuration", () => {
   });
 
   test("a mirror that fails falls through to the registry", async () => {
-    const closedPort = await freePort();
+    const closedPort = await unusedPort();
     await using proxy = await FaultyProxy.start(registry.host);
     proxy.inject({}, { kind: "status", status: 500 });
     await hostsToml(
@@ -583,7 +584,7 @@ describe("registry hosts configuration", () => {
   });
 
   test("not found on the registry stays NotFoundError when a mirror was down", async () => {
-    const closedPort = await freePort();
+    const closedPort = await unusedPort();
     await hostsToml(registry.host, `server = "http://${registry.host}"\n[host."http://127.0.0.1:${closedPort}"]\n`);
     await using c = client({ hosts: { configPath } });
     await assert.rejects(c.resolve(`${registry.host}/app:missing`), (err: unknown) => {
