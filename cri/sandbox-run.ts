@@ -11,12 +11,13 @@ import { KIND_LABEL, SANDBOX_EXTENSION, sandboxNameKey, type Sandbox, type Sandb
 import { alreadyExists, invalidArgument, required } from "../runtime/errors.js";
 import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
 import { readSeccompProfile, seccompChoice } from "../runtime/spec/seccomp.js";
-import { createContainer, deleteContainer, deleteTask, killTask, startTask, updateExtension } from "../runtime/containerd/tasks.js";
+import { createContainer, deleteContainer, startTask, updateExtension } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
 import type { CapabilityArgs } from "../cni/network.js";
 import type { IpRanges } from "../cni/ip.js";
 import type { Netns } from "../runtime/netns.js";
 import { sandboxEvent } from "./container-events.js";
+import { stopPauseTask } from "./sandbox-stop.js";
 
 const RUN_TIMEOUT_MS = 4 * 60_000;
 
@@ -132,13 +133,8 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
       extensions: { [SANDBOX_EXTENSION]: meta },
     }, signal);
     undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
-    undo.defer("delete pause task", async (s) => {
-      await killTask(deps.containerd, id, 9, { all: true }, s);
-      await deleteTask(deps.containerd, id, s).catch(async () => {
-        await new Promise((r) => setTimeout(r, 200));
-        await deleteTask(deps.containerd, id, s);
-      });
-    });
+    // as StopPodSandbox does it: a Delete right after the kill fails while the shim still reaps the process
+    undo.defer("delete pause task", (s) => stopPauseTask(deps, id, s));
     return startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal, rootfs);
   };
   const [ips, pid] = await allSettled<[string[], number]>([lap("network", network()), lap("pause", pause())]);

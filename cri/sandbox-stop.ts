@@ -30,7 +30,7 @@ export async function stopSandbox(deps: Deps, sandbox: Sandbox, ctx: CallContext
     }, ctx.signal);
     sandbox.networkDown = true;
   };
-  await allSettled([stopPause(deps, sandbox, ctx.signal), network(), unmountShm(sandbox.shmDir)]);
+  await allSettled([stopPauseTask(deps, sandbox.id, ctx.signal), network(), unmountShm(sandbox.shmDir)]);
   sandbox.networkDown = true;
   if (sandbox.state === "SANDBOX_READY") {
     sandbox.state = "SANDBOX_NOTREADY";
@@ -39,14 +39,15 @@ export async function stopSandbox(deps: Deps, sandbox: Sandbox, ctx: CallContext
   ctx.log.info({ sandbox: sandbox.id.slice(0, 12) }, "sandbox stopped");
 }
 
-async function stopPause(deps: Deps, sandbox: Sandbox, signal: AbortSignal): Promise<void> {
-  const task = await taskState(deps.containerd, sandbox.id, signal);
+/** Kills the pause task, waits until it has exited, and deletes it; absent is fine. */
+export async function stopPauseTask(deps: Pick<Deps, "containerd" | "log">, id: string, signal: AbortSignal): Promise<void> {
+  const task = await taskState(deps.containerd, id, signal);
   if (!task) return;
   if (task.status !== "STOPPED") {
     // Wait answers when the task exits: no polling delay on the pod's stop path
-    const exited = deps.containerd.tasks.Wait({ container_id: sandbox.id }, AbortSignal.any([signal, AbortSignal.timeout(10_000)]));
-    await killTask(deps.containerd, sandbox.id, 9, { all: true }, signal);
-    await exited.catch((err: unknown) => deps.log.warn({ sandbox: sandbox.id.slice(0, 12), err: String(err) }, "waiting for the pause task to exit"));
+    const exited = deps.containerd.tasks.Wait({ container_id: id }, AbortSignal.any([signal, AbortSignal.timeout(10_000)]));
+    await killTask(deps.containerd, id, 9, { all: true }, signal);
+    await exited.catch((err: unknown) => deps.log.warn({ sandbox: id.slice(0, 12), err: String(err) }, "waiting for the pause task to exit"));
   }
-  await deleteTask(deps.containerd, sandbox.id, signal);
+  await deleteTask(deps.containerd, id, signal);
 }
