@@ -135,9 +135,11 @@ export async function execPlugin(type: string, inv: PluginInvocation): Promise<u
   inv.signal?.throwIfAborted();
   const counted = countCall(`exec CNI ${type} ${inv.command}`);
   // started from the runner thread: a spawn blocks its thread until the plugin has exec'd.
-  // On abort the plugin is killed, and this settles once it is gone: a DEL that follows must not overlap it.
+  // Its own process group: a hung plugin is killed with everything it started (a child
+  // holding its stdout would otherwise keep the call from ending). On abort this settles
+  // once the plugin is gone: a DEL that follows must not overlap it.
   const exit = await runProcess(path, [], {
-    env: pluginEnv(inv), input: JSON.stringify(inv.stdin), maxStdout: MAX_OUTPUT + 1, maxStderr: 64 * 1024,
+    env: pluginEnv(inv), input: JSON.stringify(inv.stdin), maxStdout: MAX_OUTPUT + 1, maxStderr: 64 * 1024, group: true,
     ...(inv.signal ? { signal: inv.signal } : {}),
   }).finally(counted).catch((e: unknown) => {
     if (inv.signal?.aborted) throw inv.signal.reason;

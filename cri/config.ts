@@ -31,8 +31,8 @@ export interface Config {
   log_level: LogLevel;
   default_runtime: string;
   containerd: { address: string; namespace: string; binary: string };
-  cni: { conf_dir: string; bin_dirs: string[]; manage_from_node: boolean };
-  sandbox: { image: string; image_archive: string };
+  cni: { conf_dir: string; bin_dirs: string[]; manage_from_node: boolean; add_timeout: number; del_timeout: number };
+  sandbox: { image: string; image_archive: string; netns_prefix: string };
   registry: {
     config_path: string;
     max_concurrent_downloads: number;
@@ -110,12 +110,15 @@ const schema: Table = {
         conf_dir: { kind: "string", default: "/etc/cni/net.d", doc: "directory of CNI network configs; the lexicographically first valid one is used" },
         bin_dirs: { kind: "strings", default: ["/opt/cni/bin", "/usr/lib/cni"], doc: "directories searched for CNI plugins" },
         manage_from_node: { kind: "bool", default: false, doc: "let `crib bootstrap` render the host-local ranges of the network config from the Node's podCIDRs" },
+        add_timeout: { kind: "duration", default: 60_000, doc: "longest a CNI ADD may take (capped by the request's remaining time); a plugin still running then is killed with its process group" },
+        del_timeout: { kind: "duration", default: 30_000, doc: "longest a CNI DEL may take; one that times out while undoing is kept recorded and retried" },
       },
     },
     sandbox: {
       keys: {
         image: { kind: "string", default: "registry.k8s.io/pause:3.10", doc: "pause image of every pod sandbox" },
         image_archive: { kind: "string", default: "/usr/local/lib/crib/pause.tar", doc: "OCI archive imported (with ctr) when the sandbox image is missing, before pulling it; deploy/setup.sh installs crib's pause there; empty: pull only" },
+        netns_prefix: { kind: "string", default: "crib-", doc: "name prefix of the pods' network namespaces in /var/run/netns; crib's are exactly those with it, so two cribs on one node need different ones" },
       },
     },
     registry: {

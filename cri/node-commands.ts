@@ -55,7 +55,7 @@ export function registerNodeCommands<F extends object>(program: Command, kit: Co
     .option("--json", "print the verdicts as JSON")
     .option("--fix-leaks", "remove the leaked network namespaces, IP reservations, mounts and snapshots found")
     .option("--root-prefix <dir>", "read /proc and /sys under this directory (default $CRIB_ROOT_PREFIX)")
-    .option("--netns-prefix <prefix>", "name prefix of crib's network namespaces", "crib-")
+    .option("--netns-prefix <prefix>", "name prefix of crib's network namespaces (default: the config's sandbox.netns_prefix)")
     .option("--leak-age <duration>", "leftovers younger than this may belong to a sandbox being created, and are not leaks", "5m")
     .action(async (flags: F & DoctorFlags) => {
       const config = await loadOrExit(kit, flags);

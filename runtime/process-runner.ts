@@ -17,6 +17,8 @@ export interface RunOptions {
   maxStderr?: number;
   /** aborting kills the child (SIGKILL); the promise settles once it is gone, rejecting with the reason */
   signal?: AbortSignal;
+  /** the child leads a process group of its own, and a kill (on abort) ends the whole group */
+  group?: boolean;
   /** told the child's pid once it runs */
   onStarted?: (pid: number) => void;
 }
@@ -38,7 +40,7 @@ export class SpawnError extends Error {
 }
 
 export type RunMessage =
-  | { kind: "run"; id: number; file: string; args: string[]; env: NodeJS.ProcessEnv; input: string; maxStdout: number; maxStderr: number }
+  | { kind: "run"; id: number; file: string; args: string[]; env: NodeJS.ProcessEnv; input: string; maxStdout: number; maxStderr: number; group: boolean }
   | { kind: "kill"; id: number };
 
 export type RunReply =
@@ -129,7 +131,7 @@ class Runner {
       spawner.pending.set(id, { file, onStarted: o.onStarted, resolve: settle(resolve), reject: settle(reject) });
       worker.postMessage({
         kind: "run", id, file, args, env: o.env ?? process.env, input: o.input ?? "",
-        maxStdout: o.maxStdout ?? 16 << 20, maxStderr: o.maxStderr ?? 1 << 20,
+        maxStdout: o.maxStdout ?? 16 << 20, maxStderr: o.maxStderr ?? 1 << 20, group: o.group ?? false,
       } satisfies RunMessage);
     });
   }

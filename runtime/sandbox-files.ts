@@ -1,7 +1,7 @@
 // The files a pod's containers share: /etc/hosts, /etc/resolv.conf,
 // /etc/hostname, and a /dev/shm tmpfs (unless the pod uses the node's IPC).
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { isMountPoint } from "./mount.js";
 import { execFileOffThread } from "./process-runner.js";
 
@@ -86,6 +86,8 @@ export async function removeSandboxFiles(dir: string, shmDir: string): Promise<v
     // StopPodSandbox unmounted it already, as a rule: no umount process then
     if (await isMountPoint(shmDir)) await run("umount", [shmDir]).catch(() => undefined);
     await rm(shmDir, { recursive: true, force: true }).catch(() => undefined);
+    // <state>/sandboxes/<id>: it holds the shm mount point only
+    await rm(dirname(shmDir), { recursive: true, force: true }).catch(() => undefined);
   }
   await rm(dir, { recursive: true, force: true });
 }

@@ -9,18 +9,30 @@ import type { RunMessage, RunReply } from "./process-runner.js";
 const port = parentPort;
 if (!port) throw new Error("runtime/spawn-thread.js runs as a worker thread");
 
-const children = new Map<number, ChildProcess>();
+const children = new Map<number, { child: ChildProcess; group: boolean }>();
+
+function kill(id: number): void {
+  const entry = children.get(id);
+  const pid = entry?.child.pid;
+  if (!entry || pid === undefined) return;
+  try {
+    if (entry.group) process.kill(-pid, "SIGKILL");
+    else entry.child.kill("SIGKILL");
+  } catch {
+    // gone already
+  }
+}
 
 function run(m: Extract<RunMessage, { kind: "run" }>): void {
   const reply = (r: RunReply): void => port!.postMessage(r);
   let child: ChildProcess;
   try {
-    child = spawn(m.file, m.args, { env: m.env, stdio: ["pipe", "pipe", "pipe"] });
+    child = spawn(m.file, m.args, { env: m.env, stdio: ["pipe", "pipe", "pipe"], detached: m.group });
   } catch (err) {
     reply({ id: m.id, kind: "error", message: (err as Error).message, code: (err as NodeJS.ErrnoException).code ?? "" });
     return;
   }
-  children.set(m.id, child);
+  children.set(m.id, { child, group: m.group });
   // the first max bytes of each are kept; the rest is read and dropped
   const keep = (stream: NodeJS.ReadableStream, max: number): Buffer[] => {
     const kept: Buffer[] = [];
@@ -56,5 +68,5 @@ function run(m: Extract<RunMessage, { kind: "run" }>): void {
 
 port.on("message", (m: RunMessage) => {
   if (m.kind === "run") run(m);
-  else children.get(m.id)?.kill("SIGKILL");
+  else kill(m.id);
 });
