@@ -49,6 +49,8 @@ async function crashDuring<T>(env: PodEnv, point: string, call: () => Promise<T>
   await assert.rejects(call(), `the call fails: crib died at ${point}`);
   assert.equal(await env.crib.exited(), "SIGKILL", `crib killed itself at ${point}`);
   await env.crib.startProcess();
+  // it serves while it reconciles, answering UNAVAILABLE (kubelet retries): the test waits as kubelet would
+  await eventually("crib to finish reconciling", () => env.client.runtime.ListPodSandbox({}).then(() => true));
 }
 
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
