@@ -29,6 +29,8 @@ export async function removeContainer(deps: Deps, c: Container, ctx: CallContext
   await deps.intents.record({ kind: "container-remove", container: containerParts(c) });
   await stopContainer(deps, c, 0, ctx);
   await deleteTask(deps.containerd, c.id, ctx.signal);
+  // status changes from here on stay in memory, or a late one would bring the directory back
+  deps.containers.retire(c);
   // with the task gone, the record and snapshot, the FIFOs then their state directory, and the
   // image volumes then the container's directory (the volumes are mounted inside it) go side by side
   await allSettled([
