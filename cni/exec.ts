@@ -1,8 +1,9 @@
 // Invoking one CNI plugin as the spec describes: parameters in CNI_* variables,
 // the network config on stdin, a result or an error object on stdout.
-import { spawn } from "node:child_process";
+import { runProcess } from "../runtime/process-runner.js";
 import type { NetworkConfigList, PluginConfig } from "./config.js";
 import { findPlugin } from "./config.js";
+import { countCall } from "../runtime/call-trace.js";
 
 export type CniCommand = "ADD" | "DEL" | "CHECK" | "VERSION" | "STATUS" | "GC";
 
@@ -132,53 +133,25 @@ export async function execPlugin(type: string, inv: PluginInvocation): Promise<u
     });
   }
   inv.signal?.throwIfAborted();
-  // its own process group: a hung plugin is killed with everything it started
-  // (a child holding its stdout would otherwise keep the call from ending)
-  const child = spawn(path, [], { env: pluginEnv(inv), stdio: ["pipe", "pipe", "pipe"], detached: true });
-  const killGroup = (): void => {
-    if (child.pid === undefined) return;
-    try {
-      process.kill(-child.pid, "SIGKILL");
-    } catch {
-      // the group is gone already
-    }
-  };
-  inv.signal?.addEventListener("abort", killGroup, { once: true });
-  child.once("close", () => inv.signal?.removeEventListener("abort", killGroup));
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  let outBytes = 0;
-  let errBytes = 0;
-  child.stdout.on("data", (chunk: Buffer) => {
-    outBytes += chunk.length;
-    if (outBytes <= MAX_OUTPUT) out.push(chunk);
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    errBytes += chunk.length;
-    if (errBytes <= 64 * 1024) err.push(chunk);
-  });
-  // A plugin that exits without reading stdin gives EPIPE; its exit status tells the story.
-  child.stdin.on("error", () => {});
-  child.stdin.end(JSON.stringify(inv.stdin));
-
-  // On abort, wait for the killed plugin to be gone: a DEL that follows must not overlap it.
-  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on("error", (e) => {
-      if (child.pid === undefined) reject(e);
-    });
-    child.once("close", (code, signal) => resolve({ code, signal }));
-  }).catch((e: unknown) => {
+  const counted = countCall(`exec CNI ${type} ${inv.command}`);
+  // started from the runner thread: a spawn blocks its thread until the plugin has exec'd.
+  // Its own process group: a hung plugin is killed with everything it started (a child
+  // holding its stdout would otherwise keep the call from ending). On abort this settles
+  // once the plugin is gone: a DEL that follows must not overlap it.
+  const exit = await runProcess(path, [], {
+    env: pluginEnv(inv), input: JSON.stringify(inv.stdin), maxStdout: MAX_OUTPUT + 1, maxStderr: 64 * 1024, group: true,
+    ...(inv.signal ? { signal: inv.signal } : {}),
+  }).finally(counted).catch((e: unknown) => {
     if (inv.signal?.aborted) throw inv.signal.reason;
     throw new CniError({ cniCode: CniErrorCode.NONE, plugin: type, message: `cannot run ${path}: ${(e as Error).message}`, cause: e });
   });
-  if (inv.signal?.aborted) throw inv.signal.reason;
 
-  const stdout = Buffer.concat(out).toString("utf8");
-  const stderr = Buffer.concat(err).toString("utf8");
+  const stdout = exit.stdout.toString("utf8");
+  const stderr = exit.stderr.toString("utf8");
   if (exit.code !== 0) {
     throw parseError(type, stdout, stderr, exit.signal ? `killed by ${exit.signal}` : `exit status ${exit.code}`);
   }
-  if (outBytes > MAX_OUTPUT) {
+  if (exit.stdout.length > MAX_OUTPUT) {
     throw new CniError({ cniCode: CniErrorCode.NONE, plugin: type, message: `output is larger than ${MAX_OUTPUT} bytes` });
   }
   if (stdout.trim() === "") return undefined;

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
-import { Rollback } from "./rollback.js";
+import { Rollback, allSettled } from "./rollback.js";
 import { newId, nowNanos } from "./sandbox-run.js";
 import { CONTAINER_EXTENSION, containerNameKey, type Container, type ContainerMeta } from "./store/containers.js";
 import { KIND_LABEL, type Sandbox } from "./store/sandboxes.js";
@@ -128,25 +128,29 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
     ...(imageVolumes.volumes.length ? { imageVolumes: imageVolumes.volumes } : {}),
   };
   const handler = deps.config.runtimes[handlerName] ?? deps.config.runtimes[deps.config.default_runtime]!;
-  await createContainer(deps.containerd, {
-    id, image: image.name, parent: image.chainId, spec,
-    runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
-    labels: { [KIND_LABEL]: "container", "crib.sandbox-id": sandbox.id, ...config.labels },
-    extensions: { [CONTAINER_EXTENSION]: meta },
-  }, signal, true);
-  crashPoint("container-create:record");
-  undo.defer("delete container", (s) => deleteContainer(deps.containerd, id, s));
-
+  // the record and the stdio FIFOs need nothing from each other (the intent names both)
   const io = new ContainerIo({ dir: meta.ioDir, stdin: config.stdin, tty: config.tty, logPath, maxLineSize: deps.config.containers.max_log_line_size, fifos: deps.fifos });
-  await io.open(true);
   undo.defer("remove io", async () => {
     await io.remove();
     await rm(dirname(ioDir), { recursive: true, force: true });
   });
+  await allSettled([
+    createContainer(deps.containerd, {
+      id, image: image.name, parent: image.chainId, spec,
+      runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
+      labels: { [KIND_LABEL]: "container", "crib.sandbox-id": sandbox.id, ...config.labels },
+      extensions: { [CONTAINER_EXTENSION]: meta },
+    }, signal, true).then(() => {
+      crashPoint("container-create:record");
+      undo.defer("delete container", (s) => deleteContainer(deps.containerd, id, s));
+    }),
+    io.open(true),
+  ]);
   undo.defer("remove status", () => deps.containers.removeFiles(id));
 
   const container: Container = {
     ...meta,
+    rootfs: mounts,
     status: { state: "CONTAINER_CREATED", pid: 0, startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", resources: resourcesInForce(null, config.linux?.resources, deps.host) },
   };
   await deps.containers.setStatus(container, {});

@@ -10,6 +10,7 @@ import { deleteContainer, deleteTask } from "../runtime/containerd/tasks.js";
 import { stopContainer } from "./container-stop.js";
 import { containerEvent } from "./container-events.js";
 import { removeImageVolumes } from "./image-volumes.js";
+import { allSettled } from "./rollback.js";
 import type { ContainerParts } from "./intents.js";
 import { containerStateDir } from "./reconciler.js";
 import { rm } from "node:fs/promises";
@@ -28,13 +29,16 @@ export async function removeContainer(deps: Deps, c: Container, ctx: CallContext
   await deps.intents.record({ kind: "container-remove", container: containerParts(c) });
   await stopContainer(deps, c, 0, ctx);
   await deleteTask(deps.containerd, c.id, ctx.signal);
-  await removeImageVolumes(deps, c.id, c.config, ctx.signal);
-  await deleteContainer(deps.containerd, c.id, ctx.signal);
-  await deps.io.get(c.id)?.remove();
-  deps.io.delete(c.id);
+  // status changes from here on stay in memory, or a late one would bring the directory back
   deps.containers.retire(c);
-  await rm(containerStateDir(deps, c.id), { recursive: true, force: true });
-  await deps.containers.removeFiles(c.id);
+  // with the task gone, the record and snapshot, the FIFOs then their state directory, and the
+  // image volumes then the container's directory (the volumes are mounted inside it) go side by side
+  await allSettled([
+    removeImageVolumes(deps, c.id, c.config, ctx.signal).then(() => deps.containers.removeFiles(c.id)),
+    deleteContainer(deps.containerd, c.id, ctx.signal),
+    (deps.io.get(c.id)?.remove() ?? Promise.resolve()).then(() => rm(containerStateDir(deps, c.id), { recursive: true, force: true })),
+  ]);
+  deps.io.delete(c.id);
   deps.containers.delete(c.id);
   await deps.intents.done("container-remove", c.id);
   containerEvent(deps, "CONTAINER_DELETED_EVENT", c);

@@ -29,7 +29,7 @@ async function start(deps: Deps, c: Container, ctx: CallContext): Promise<cri.St
   // a crash from here on leaves a task that may or may not run: start-up finishes or undoes it
   await deps.intents.record({ kind: "container-start", container: containerParts(c) });
   try {
-    const pid = await startTask(deps.containerd, c.id, io.paths, signal);
+    const pid = await startTask(deps.containerd, c.id, io.paths, signal, c.rootfs);
     crashPoint("container-start:started");
     await io.started();
     // an exit event may already have been handled while Start was in flight

@@ -5,6 +5,7 @@ import { status, type Deadline, type ServerUnaryCall, type ServerWritableStream,
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { toServiceError } from "./errors.js";
+import { countsForLog, tracingCalls, withCallCounts, type CallCounts } from "../runtime/call-trace.js";
 
 export interface CallContext {
   signal: AbortSignal;
@@ -82,12 +83,13 @@ class LazyContext implements CallContext {
   }
 }
 
-function finish(ctx: LazyContext, observer: CallObserver | undefined, method: string, started: bigint, err: unknown) {
+function finish(ctx: LazyContext, observer: CallObserver | undefined, method: string, started: bigint, err: unknown, counts?: CallCounts) {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const code = err === undefined ? status.OK : toServiceError(err).code;
   observer?.callDone(method, code, seconds);
   const ms = Math.round(seconds * 1e6) / 1e3;
-  if (err === undefined) {
+  if (counts) ctx.log.info({ ms, code: status[code], calls: countsForLog(counts), ...(err === undefined ? {} : { err: String(err) }) }, "rpc traced");
+  else if (err === undefined) {
     if (ctx.base.isLevelEnabled("debug")) ctx.log.debug({ ms, code: status[code] }, "rpc");
   }
   else ctx.log.warn({ ms, code: status[code], err: err instanceof Error ? err.message : String(err) }, "rpc failed");
@@ -97,9 +99,10 @@ export function unary<Req, Res>(method: string, log: Logger, handler: Handler<Re
   return (call: ServerUnaryCall<Req, Res>, done: sendUnaryData<Res>): void => {
     const started = process.hrtime.bigint();
     const ctx = new LazyContext(method, log, call);
-    handler(call.request, ctx).then(
-      (res) => { finish(ctx, observer, method, started, undefined); done(null, res); },
-      (err: unknown) => { finish(ctx, observer, method, started, err); done(toServiceError(err)); },
+    const counts: CallCounts | undefined = tracingCalls() ? new Map() : undefined;
+    (counts ? withCallCounts(counts, () => handler(call.request, ctx)) : handler(call.request, ctx)).then(
+      (res) => { finish(ctx, observer, method, started, undefined, counts); done(null, res); },
+      (err: unknown) => { finish(ctx, observer, method, started, err, counts); done(toServiceError(err)); },
     ).finally(() => ctx.end());
   };
 }

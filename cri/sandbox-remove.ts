@@ -10,6 +10,7 @@ import { deleteContainer } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles } from "../runtime/sandbox-files.js";
 import { required } from "../runtime/errors.js";
 import { sandboxEvent } from "./container-events.js";
+import { allSettled } from "./rollback.js";
 import { reapShimLater } from "./shim-reaper.js";
 
 export async function removePodSandbox(deps: Deps, req: cri.RemovePodSandboxRequest, ctx: CallContext): Promise<cri.RemovePodSandboxResponse__Input> {
@@ -27,9 +28,12 @@ export async function removeSandbox(deps: Deps, sandbox: Sandbox, ctx: CallConte
   await deps.intents.record({ kind: "sandbox-remove", sandbox: sandboxParts(sandbox) });
   for (const c of deps.containers.inSandbox(sandbox.id)) await removeContainer(deps, c, ctx);
   await stopSandbox(deps, sandbox, ctx);
-  if (sandbox.netnsPath) await deps.netns.remove(sandbox.netnsPath, ctx.signal);
-  await removeSandboxFiles(sandbox.dir, sandbox.shmDir);
-  await deleteContainer(deps.containerd, sandbox.id, ctx.signal);
+  // with the pause task gone and the network down, these three are independent
+  await allSettled([
+    sandbox.netnsPath ? deps.netns.remove(sandbox.netnsPath, ctx.signal) : Promise.resolve(),
+    removeSandboxFiles(sandbox.dir, sandbox.shmDir),
+    deleteContainer(deps.containerd, sandbox.id, ctx.signal),
+  ]);
   deps.sandboxes.delete(sandbox.id);
   await deps.intents.done("sandbox-remove", sandbox.id);
   reapShimLater(deps, sandbox.id, sandbox.shimPid);

@@ -124,15 +124,18 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const ms: Record<string, number> = {};
   const lap = <T>(what: string, work: Promise<T>): Promise<T> =>
     work.finally(() => { ms[what] = Math.round(performance.now() - started); });
-  const [image] = await Promise.all([lap("image", deps.images.ensure(deps.config.sandbox.image, signal)), recorded]);
   const handler = deps.config.runtimes[handlerName]!;
-
-  let netns: Netns | undefined;
-  if (!host) {
-    undo.defer("remove netns", (s) => deps.netns.remove(parts.netnsPath, s));
-    netns = await lap("netns", deps.netns.add(id, signal));
+  // the sandbox image and the netns need nothing from each other; the netns waits for the intent record
+  if (!host) undo.defer("remove netns", (s) => deps.netns.remove(parts.netnsPath, s));
+  const adding = host ? Promise.resolve(undefined) : recorded.then(() => lap("netns", deps.netns.add(id, signal))).then((added) => {
     crashPoint("sandbox-run:netns");
-  }
+    return added;
+  });
+  const [image, netns] = await allSettled<[Awaited<ReturnType<Deps["images"]["ensure"]>>, Netns | undefined, void]>([
+    lap("image", deps.images.ensure(deps.config.sandbox.image, signal)),
+    adding,
+    recorded,
+  ]);
   const netnsPath = netns?.path ?? "";
   undo.defer("remove sandbox files", () => removeSandboxFiles(dir, shmDir));
   const meta: SandboxMeta = {
@@ -166,7 +169,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
     undo.defer("end the pause's idle shim", () => void reapShims(deps, AbortSignal.timeout(30_000), { id })
       .catch((err: unknown) => log.debug({ err: String(err) }, "looking for the pause's shim failed")));
     undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
-    await createContainer(deps.containerd, {
+    const rootfs = await createContainer(deps.containerd, {
       id, image: image.name, parent: image.chainId, spec,
       runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
       labels: { [KIND_LABEL]: "sandbox", ...config.labels },
@@ -174,7 +177,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
     }, signal);
     crashPoint("sandbox-run:pause-created");
     undo.defer("delete pause task", (s) => removeTask(deps, id, s));
-    const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
+    const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal, rootfs);
     crashPoint("sandbox-run:pause-started");
     return pid;
   };

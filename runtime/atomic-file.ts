@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { countCall } from "./call-trace.js";
 
 export interface AtomicWriteOptions {
   mode?: number;
@@ -13,6 +14,7 @@ export interface AtomicWriteOptions {
 
 export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
   // a dot-name, so directory watchers (the CNI loader) skip it while it is incomplete
+  const counted = countCall(opts.sync ? "file write+fsync" : "file write");
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
   try {
     const file = await open(tmp, "w", opts.mode ?? 0o644);
@@ -23,6 +25,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
       await file.close();
     }
     await rename(tmp, path);
+    counted();
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;

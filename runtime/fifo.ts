@@ -1,7 +1,7 @@
 // Stdio FIFOs between crib and a containerd shim. Reads go through libuv's pipe
 // handles (epoll on a non-blocking fd), never through its thread pool, so many
 // containers' logs never starve other work.
-import { execFile } from "node:child_process";
+import { execFileOffThread } from "./process-runner.js";
 import { randomBytes } from "node:crypto";
 import { close as closeFd, constants, open as openFd } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
@@ -9,7 +9,7 @@ import { Socket } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
-const run = promisify(execFile);
+const run = execFileOffThread;
 // Raw fds, not FileHandles: a FileHandle closes its fd when collected, under the socket.
 const open = promisify(openFd);
 const close = promisify(closeFd);

@@ -1,12 +1,11 @@
 // Mounting containerd's snapshot mounts on the host: briefly, e.g. to read
 // /etc/passwd from a container's rootfs before it exists (as containerd's
 // WithUser does), or for a container's lifetime (image volumes).
-import { execFile } from "node:child_process";
+import { execFileOffThread } from "./process-runner.js";
 import { mkdtemp, readFile, realpath, rm } from "node:fs/promises";
 import { resolve } from "node:path";
-import { promisify } from "node:util";
 
-const run = promisify(execFile);
+const run = execFileOffThread;
 
 export interface MountSpec {
   type: string;

@@ -8,13 +8,12 @@
 // use to inspect the result (`ip netns list`, `ip -n <name> ...`).
 // (`unshare --net=<file>` would also work, but needs the mount-propagation
 // set-up done by hand.)
-import { execFile } from "node:child_process";
+import { execFileOffThread } from "./process-runner.js";
 import { lstat, readdir, statfs } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { promisify } from "node:util";
 import { CribError, type ErrorKind } from "./errors.js";
 
-const run = promisify(execFile);
+const run = execFileOffThread;
 
 /** Where `ip netns` pins namespaces (iproute2's NETNS_RUN_DIR; /var/run is /run). */
 export const NETNS_RUN_DIR = "/var/run/netns";

@@ -1,11 +1,11 @@
 // The files a pod's containers share: /etc/hosts, /etc/resolv.conf,
 // /etc/hostname, and a /dev/shm tmpfs (unless the pod uses the node's IPC).
-import { execFile } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { promisify } from "node:util";
+import { isMountPoint } from "./mount.js";
+import { execFileOffThread } from "./process-runner.js";
 
-const run = promisify(execFile);
+const run = execFileOffThread;
 
 export interface DnsConfig {
   servers: string[];
@@ -83,7 +83,8 @@ export async function writeSandboxFiles(input: SandboxFilesInput): Promise<Sandb
 /** Unmounts the shm tmpfs and removes the files; absent → fine. */
 export async function removeSandboxFiles(dir: string, shmDir: string): Promise<void> {
   if (shmDir) {
-    await run("umount", [shmDir]).catch(() => undefined);
+    // StopPodSandbox unmounted it already, as a rule: no umount process then
+    if (await isMountPoint(shmDir)) await run("umount", [shmDir]).catch(() => undefined);
     await rm(shmDir, { recursive: true, force: true }).catch(() => undefined);
     // <state>/sandboxes/<id>: it holds the shm mount point only
     await rm(dirname(shmDir), { recursive: true, force: true }).catch(() => undefined);

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type * as cri from "../../proto/gen/cri/types.js";
 import { NamedStore } from "./named-store.js";
 import { writeFileAtomic } from "../../runtime/atomic-file.js";
+import type { SnapshotMounts } from "../../runtime/containerd/tasks.js";
 
 export const CONTAINER_EXTENSION = "crib.container.v1";
 
@@ -58,6 +59,8 @@ export interface ContainerStatusRecord {
 
 export interface Container extends ContainerMeta {
   status: ContainerStatusRecord;
+  /** the snapshot's mounts as Prepare answered them, kept in memory only: StartContainer then skips a Mounts round trip */
+  rootfs?: SnapshotMounts;
 }
 
 export const containerNameKey = (sandboxId: string, m: cri.ContainerMetadata): string => `${m.name}_${m.attempt}_${sandboxId}`;

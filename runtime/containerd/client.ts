@@ -5,6 +5,7 @@
 import { Metadata, credentials, type CallOptions, type Client, type ClientUnaryCall, type requestCallback } from "@grpc/grpc-js";
 import { loadContainerd } from "../../proto/load.js";
 import { fromGrpc } from "./errors.js";
+import { countCall } from "../call-trace.js";
 
 type Unary<F> = F extends (argument: infer Req, callback: requestCallback<infer Res>) => ClientUnaryCall
   ? (request: Req, signal?: AbortSignal) => Promise<Res>
@@ -40,7 +41,9 @@ function promisify<C extends Client>(client: C, service: string, metadata: () =>
     api[name] = (request: unknown, signal?: AbortSignal) =>
       new Promise((resolve, reject) => {
         if (signal?.aborted) return reject(signal.reason);
+        const counted = countCall(`containerd ${service}.${name}`);
         const call = method(request, metadata(), {}, (err, res) => {
+          counted();
           signal?.removeEventListener("abort", cancel);
           if (err) reject(signal?.aborted ? signal.reason : fromGrpc(`${service}.${name}`, err));
           else resolve(res);

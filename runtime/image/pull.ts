@@ -19,8 +19,9 @@ import type { Descriptor, ImageConfig, ImageIndex, ImageManifest } from "./oci.j
 import { referenceString, withDigest, type Reference } from "./reference.js";
 import type { RegistryClient } from "./registry.js";
 import { loginKey, loginOf } from "./registry-auth.js";
-import { normalizeReference, PINNED_LABEL, readContent } from "./store.js";
+import { chainId, normalizeReference, PINNED_LABEL, readContent } from "./store.js";
 import { SNAPSHOT_GC_LABEL, unpack } from "./unpack.js";
+import { counted } from "../call-trace.js";
 
 export interface ImagePullerOptions {
   containerd: Containerd;
@@ -82,6 +83,12 @@ export const gcContentLabels = {
 };
 
 const bytesSource = (bytes: Buffer): BlobSource => async (offset) => [bytes.subarray(offset)];
+
+/** Waits for every one; then throws the first failure, if any (nothing is left running behind an error). */
+async function settleAll(work: Array<Promise<unknown>>): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
 
 /** At most `n` of the functions given to it run at once. */
 function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
@@ -203,40 +210,65 @@ export class ImagePuller {
     const started = Date.now();
     const call = { signal, auth };
 
-    const resolved = await this.#registry.resolve(ref, call);
+    // the lease is made while the registry answers: neither needs the other
+    const leasing = counted("pull: lease", this.#lease(name, signal, log)).then((id) => {
+      this.#activeLeases.add(id);
+      return id;
+    });
+    leasing.catch(() => undefined);
+    let resolved;
+    try {
+      resolved = await counted("pull: registry resolve", this.#registry.resolve(ref, call));
+    } catch (err) {
+      // an empty lease would only wait for its expiry
+      await leasing.then(async (id) => {
+        this.#activeLeases.delete(id);
+        await c.leases.Delete({ id, sync: false }, AbortSignal.timeout(UNDO_TIMEOUT_MS));
+      }, () => undefined).catch(() => undefined);
+      throw err;
+    }
     log.debug({ target: resolved.target.digest, host: resolved.host, ms: Date.now() - started }, "resolved");
     const manifest = resolved.manifest.manifest;
-    const lease = await this.#lease(name, signal, log);
-    this.#activeLeases.add(lease);
+    const lease = await leasing;
     const leased = c.leased(lease);
     const undo: Array<{ what: string; step: (s: AbortSignal) => Promise<unknown> }> = [];
     const downloads: Array<Promise<unknown>> = [];
+    /** blob writes that run beside the unpack; all settled before the records are made or undone */
+    const beside: Array<Promise<unknown>> = [];
     const stopDownloads = new AbortController();
     let written = 0;
     try {
       const blob = (descriptor: Descriptor, labels: Record<string, string>, source: BlobSource, s = signal) =>
-        writeBlob({ containerd: c, leased, lease, descriptor, labels, source, signal: s, log, resumes: this.#maxResumes }).then((how) => {
+        counted(`pull: write blob ${descriptor.mediaType.split(".").pop()}`, writeBlob({ containerd: c, leased, lease, descriptor, labels, source, signal: s, log, resumes: this.#maxResumes })).then((how) => {
           if (how === "written") {
             written += descriptor.size;
             this.#onDownloaded?.(descriptor.size);
           }
           return how;
         });
+      const aside = <T>(work: Promise<T>): void => {
+        work.catch(() => undefined);
+        beside.push(work);
+      };
 
-      await Promise.all([
-        ...resolved.indexes.map((ix) => blob(ix.descriptor, gcContentLabels.index(ix.index), bytesSource(ix.bytes))),
-        blob(resolved.manifest.descriptor, gcContentLabels.manifest(manifest), bytesSource(resolved.manifest.bytes)),
-      ]);
+      // index and manifest go into the store while the config and layers come down
+      for (const ix of resolved.indexes) aside(blob(ix.descriptor, gcContentLabels.index(ix.index), bytesSource(ix.bytes)));
+      aside(blob(resolved.manifest.descriptor, gcContentLabels.manifest(manifest), bytesSource(resolved.manifest.bytes)));
 
       let configBytes: Buffer;
-      if ((await contentLabels(leased, manifest.config.digest, signal)) !== undefined) {
+      const haveConfig = await contentLabels(leased, manifest.config.digest, signal);
+      if (haveConfig !== undefined) {
         await c.leases.AddResource({ id: lease, resource: { id: manifest.config.digest, type: "content" } }, signal);
         configBytes = await readContent(c, manifest.config.digest, signal);
       } else {
-        configBytes = await this.#registry.readBlob(ref, manifest.config, call);
-        await blob(manifest.config, {}, bytesSource(configBytes));
+        configBytes = await counted("pull: registry config", this.#registry.readBlob(ref, manifest.config, call));
       }
       const config = parseConfig(name, manifest.config.digest, configBytes);
+      // the config names its top snapshot for the garbage collector: known from the diff IDs before the unpack
+      const gcSnapshot = { [SNAPSHOT_GC_LABEL]: chainId(config.rootfs.diff_ids) };
+      aside<unknown>(haveConfig !== undefined
+        ? updateLabels(leased, manifest.config.digest, gcSnapshot, haveConfig, signal)
+        : blob(manifest.config, gcSnapshot, bytesSource(configBytes)));
 
       const limit = limiter(this.#maxDownloads);
       const downloadSignal = AbortSignal.any([signal, stopDownloads.signal]);
@@ -244,7 +276,7 @@ export class ImagePuller {
         this.#registry.fetchBlob(ref, layer, { offset, signal: s, auth });
       let chain: string;
       try {
-        chain = await unpack({
+        chain = await counted("pull: unpack (with layer downloads)", unpack({
           leased,
           image: `image "${name}"`,
           layers: manifest.layers,
@@ -258,23 +290,25 @@ export class ImagePuller {
           undo: (what, step) => undo.push({ what, step }),
           signal,
           log,
-        });
+        }));
       } finally {
         stopDownloads.abort();
         await Promise.allSettled(downloads);
       }
-      await updateLabels(leased, manifest.config.digest, { [SNAPSHOT_GC_LABEL]: chain }, {}, signal);
+      await settleAll(beside);
+      if (chain !== gcSnapshot[SNAPSHOT_GC_LABEL]) throw new Error(`image "${name}": unpacked to ${chain}, expected ${gcSnapshot[SNAPSHOT_GC_LABEL]}`);
 
       const names = ref.digest !== undefined ? [name] : [name, referenceString(withDigest(ref, resolved.target.digest))];
       const labels: Record<string, string> = this.#sandboxImage === name ? { [PINNED_LABEL]: "pinned" } : {};
       const target = { media_type: resolved.target.mediaType, digest: resolved.target.digest, size: resolved.target.size, annotations: {} };
-      for (const recordName of names) {
+      // name:tag and name@digest side by side; each made one gets its undo even when the other fails
+      await settleAll(names.map(async (recordName) => {
         const previous = await this.#record(leased, { name: recordName, labels, target }, signal);
         undo.push({
           what: `restore image record ${recordName}`,
           step: (s) => (previous === undefined ? c.images.Delete({ name: recordName, sync: false }, s) : c.images.Update({ image: previous }, s)),
         });
-      }
+      }));
 
       undo.length = 0;
       await c.leases.Delete({ id: lease, sync: false }, AbortSignal.timeout(UNDO_TIMEOUT_MS)).catch((err: unknown) =>
@@ -284,6 +318,8 @@ export class ImagePuller {
       log.info({ id: manifest.config.digest, target: resolved.target.digest, host: resolved.host, downloaded: written, ms }, "image pulled");
       return { id: manifest.config.digest, names, target: resolved.target, chainId: chain };
     } catch (err) {
+      stopDownloads.abort();
+      await Promise.allSettled(beside);
       const s = AbortSignal.timeout(UNDO_TIMEOUT_MS);
       for (const { what, step } of undo.reverse()) {
         try {

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import type { Containerd } from "../containerd/client.js";
 import { isNotFound } from "../containerd/errors.js";
+import { countCall } from "../call-trace.js";
 import { isIndexType, type ImageConfig, type ImageIndex, type ImageManifest } from "./oci.js";
 import { selectPlatformManifest, hostPlatform } from "./platform.js";
 import { parseReference, referenceString, withDigest, type Reference } from "./reference.js";
@@ -42,6 +43,7 @@ export function chainId(diffIds: readonly string[]): string {
 
 export async function readContent(c: Containerd, digest: string, signal?: AbortSignal): Promise<Buffer> {
   const chunks: Buffer[] = [];
+  const counted = countCall("containerd content.Read");
   const stream = c.raw.content.Read({ digest, offset: 0, size: 0 }, c.metadata());
   const abort = () => stream.cancel();
   signal?.addEventListener("abort", abort, { once: true });
@@ -51,6 +53,7 @@ export async function readContent(c: Containerd, digest: string, signal?: AbortS
     throw err instanceof Error && "code" in err ? new Error(`containerd content ${digest}: ${(err as { details?: string }).details ?? err.message}`) : err;
   } finally {
     signal?.removeEventListener("abort", abort);
+    counted();
   }
   return Buffer.concat(chunks);
 }

@@ -54,10 +54,13 @@ export async function unpack(o: UnpackOptions): Promise<string> {
   let offset = 0;
   let failed: Promise<never> | undefined;
 
+  const chains = diffIds.map((_, i) => chainId(diffIds.slice(0, i + 1)));
+  // which layers are unpacked already: asked of all at once, not one round trip after another
+  const present = await Promise.all(chains.map((chain) => snapshotExists(leased, chain, signal)));
   for (const [i, layer] of layers.entries()) {
-    const parent = chainId(diffIds.slice(0, i));
-    const chain = chainId(diffIds.slice(0, i + 1));
-    if (await snapshotExists(leased, chain, signal)) continue;
+    const parent = i === 0 ? "" : chains[i - 1]!;
+    const chain = chains[i]!;
+    if (present[i]) continue;
 
     if (downloads === undefined) {
       downloads = o.fetch(i);
@@ -66,7 +69,8 @@ export async function unpack(o: UnpackOptions): Promise<string> {
       failed = new Promise<never>((_, reject) => all.forEach((p) => p.catch(reject)));
       failed.catch(() => undefined);
     }
-    await Promise.race([downloads[i - offset], failed]);
+    const download = Promise.race([downloads[i - offset], failed]);
+    download.catch(() => undefined);
 
     const labels: Record<string, string> = { [SNAPSHOT_REF_LABEL]: chain };
     for (const [k, v] of Object.entries(layer.annotations ?? {})) if (k.startsWith(INHERITED_PREFIX)) labels[k] = v;
@@ -88,6 +92,8 @@ export async function unpack(o: UnpackOptions): Promise<string> {
       if (!isNotFound(err)) throw err;
     });
     try {
+      // the extraction snapshot was prepared while the layer was still downloading
+      await download;
       const { applied } = await leased.diff.Apply({
         diff: { media_type: layer.mediaType, digest: layer.digest, size: layer.size, annotations: layer.annotations ?? {} },
         mounts,

@@ -73,6 +73,8 @@ export class ContainerdCri {
       `  bin_dir = "/usr/lib/cni"`,
       `  conf_dir = ${q(join(this.dir, "net.d"))}`,
       "  max_conf_num = 1",
+      `${cri.slice(0, -1)}.registry]`,
+      `  config_path = ${q(join(this.dir, "certs.d"))}`,
       `${cri.slice(0, -1)}.containerd]`,
       `  snapshotter = "overlayfs"`,
       `  default_runtime_name = "runc"`,

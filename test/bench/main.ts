@@ -6,10 +6,11 @@ import type { Benchmark, Row } from "./bench.js";
 import { logsBenchmark } from "./logs.js";
 import { pullBenchmark } from "./pull.js";
 import { streamingBenchmark } from "./streaming.js";
+import { lifecycleBenchmark } from "./lifecycle.js";
 import { containerBenchmark, execSyncBenchmark, rssLoggingBenchmark, sandboxBenchmark } from "./cri-compare.js";
 import { rpcBenchmark, rssBenchmark } from "./read-path.js";
 
-const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rpcBenchmark, rssBenchmark, rssLoggingBenchmark, logsBenchmark];
+const benchmarks: Benchmark[] = [pullBenchmark, streamingBenchmark, sandboxBenchmark, containerBenchmark, execSyncBenchmark, rpcBenchmark, rssBenchmark, rssLoggingBenchmark, logsBenchmark, lifecycleBenchmark];
 
 function table(rows: Row[]): string {
   const header: Row = { benchmark: "benchmark", metric: "metric", value: "value", note: "note" };

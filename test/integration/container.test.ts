@@ -77,7 +77,9 @@ describe("containers", () => {
   });
 
   it("stops with the stop signal, then SIGKILL after the timeout", async () => {
-    const c = await env.runContainer(pod, "stubborn", { command: ["/bin/sh", "-c", "trap '' TERM; while true; do sleep 1; done"] });
+    const c = await env.runContainer(pod, "stubborn", { command: ["/bin/sh", "-c", "trap '' TERM; touch /tmp/trapped; while true; do sleep 1; done"] });
+    // StartContainer answers once the process runs, maybe before sh has set its trap
+    for (let i = 0; i < 200 && (await env.exec(c, ["/bin/ls", "/tmp/trapped"])).code !== 0; i++) await new Promise((r) => setTimeout(r, 50));
     const t0 = Date.now();
     await env.client.runtime.StopContainer({ container_id: c, timeout: 1 });
     const s = await status(env, c);

@@ -1,0 +1,312 @@
+// lifecycle: crib against containerd 1.6's own CRI plugin in one run, with the
+// requests kubelet sends (labels, annotations, DNS, namespace options, the
+// /etc/hosts and termination-log mounts, env, resources, masked paths) and the
+// :authority it sends ("localhost"), every call with a deadline as kubelet sets.
+// Rounds alternate A B B A so load on the shared machine hits both sides alike.
+//   per rpc     RunPodSandbox, CreateContainer, StartContainer, StopContainer+RemoveContainer
+//               (a container that exits on SIGTERM, stopped with a grace period), StopPodSandbox,
+//               RemovePodSandbox, and the whole pod cycle
+//   concurrent  10 and 40 pods brought up at once (RunPodSandbox + CreateContainer + StartContainer each), wall time
+//   pull        PullImage of a small image from a loopback registry, RemoveImage of it; a ~100 MB
+//               pull against `ctr images pull` (the pull benchmark)
+// BENCH_N sets the rounds per side (default 20); BENCH_TRACE=1 runs crib with
+// CRIB_TRACE_CALLS and prints what each rpc cost it (containerd calls, execs, file syncs);
+// BENCH_PROFILE=<dir> has crib write a CPU profile (node --cpu-prof) there.
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { PodEnv } from "../fixtures/pod-env.js";
+import { BUSYBOX_REF } from "../fixtures/local-images.js";
+import { buildImage, randomLayer } from "../fixtures/image-builder.js";
+import { randomBytes } from "node:crypto";
+import { CriClient } from "../fixtures/cri-client.js";
+import { startRegistry } from "../fixtures/registry.js";
+import { pushImage } from "../fixtures/push.js";
+import { RegistryClient } from "../../runtime/image/registry.js";
+import type * as cri from "../../proto/gen/cri/types.js";
+import { ContainerdCri } from "./containerd-cri.js";
+import { pullBenchmark } from "./pull.js";
+import { median, timed, type Benchmark, type Row } from "./bench.js";
+
+const rounds = (): number => Number(process.env["BENCH_N"] ?? 20);
+const WARMUP = 2;
+/** kubelet's default runtime-request-timeout */
+const KUBELET_TIMEOUT_MS = 120_000;
+/** as kubelet dials: its :authority is "localhost" */
+const KUBELET_CHANNEL = { "grpc.default_authority": "localhost" };
+
+interface Side {
+  name: "crib" | "containerd";
+  client: CriClient;
+  /** where this side's pods keep their logs and kubelet-made files */
+  dir: string;
+  namespace: string;
+}
+
+interface Pod {
+  id: string;
+  config: cri.PodSandboxConfig__Input;
+}
+
+/** A PodSandboxConfig as kubelet 1.30 sends it for a plain pod. */
+export function kubeletSandboxConfig(side: Side, name: string): cri.PodSandboxConfig__Input {
+  const uid = `0e5a1c2d-${name.padEnd(4, "0").slice(0, 4)}-4a6b-9c8d-${Date.now().toString(16).padStart(12, "0").slice(-12)}`;
+  return {
+    metadata: { name, namespace: side.namespace, uid, attempt: 0 },
+    hostname: name,
+    log_directory: join(side.dir, "pods", `${side.namespace}_${name}_${uid}`),
+    dns_config: { servers: ["10.96.0.10"], searches: [`${side.namespace}.svc.cluster.local`, "svc.cluster.local", "cluster.local"], options: ["ndots:5"] },
+    port_mappings: [],
+    labels: { "io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": side.namespace, "io.kubernetes.pod.uid": uid, app: "bench" },
+    annotations: { "kubernetes.io/config.seen": new Date().toISOString(), "kubernetes.io/config.source": "api" },
+    linux: {
+      security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" } },
+      sysctls: {},
+    },
+  };
+}
+
+/** A CreateContainerRequest as kubelet sends it: a busybox that exits on SIGTERM. */
+export async function kubeletContainerRequest(side: Side, pod: Pod, name: string): Promise<cri.CreateContainerRequest__Input> {
+  const meta = pod.config.metadata!;
+  const podDir = join(side.dir, "kubelet", meta.uid!);
+  const hosts = join(podDir, "etc-hosts");
+  const termination = join(podDir, "containers", name, "termination-log");
+  const token = join(podDir, "volumes", "kube-api-access");
+  await mkdir(join(podDir, "containers", name), { recursive: true });
+  await mkdir(token, { recursive: true });
+  await writeFile(hosts, "127.0.0.1 localhost\n");
+  await writeFile(termination, "");
+  await writeFile(join(token, "token"), "bench");
+  const env = Object.entries({
+    KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443", KUBERNETES_SERVICE_PORT_HTTPS: "443",
+    KUBERNETES_PORT: "tcp://10.96.0.1:443", KUBERNETES_PORT_443_TCP: "tcp://10.96.0.1:443", KUBERNETES_PORT_443_TCP_PROTO: "tcp",
+    KUBERNETES_PORT_443_TCP_PORT: "443", KUBERNETES_PORT_443_TCP_ADDR: "10.96.0.1",
+  }).map(([key, value]) => ({ key, value: Buffer.from(value) }));
+  return {
+    pod_sandbox_id: pod.id,
+    config: {
+      metadata: { name, attempt: 0 },
+      image: { image: BUSYBOX_REF, user_specified_image: BUSYBOX_REF },
+      command: ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+      working_dir: "",
+      envs: env,
+      mounts: [
+        { container_path: "/var/run/secrets/kubernetes.io/serviceaccount", host_path: token, readonly: true, selinux_relabel: false, propagation: "PROPAGATION_PRIVATE" },
+        { container_path: "/etc/hosts", host_path: hosts, readonly: false, propagation: "PROPAGATION_PRIVATE" },
+        { container_path: "/dev/termination-log", host_path: termination, readonly: false, propagation: "PROPAGATION_PRIVATE" },
+      ],
+      labels: { "io.kubernetes.container.name": name, "io.kubernetes.pod.name": meta.name!, "io.kubernetes.pod.namespace": meta.namespace!, "io.kubernetes.pod.uid": meta.uid! },
+      annotations: {
+        "io.kubernetes.container.hash": "8f3ab12c", "io.kubernetes.container.restartCount": "0",
+        "io.kubernetes.container.terminationMessagePath": "/dev/termination-log", "io.kubernetes.container.terminationMessagePolicy": "File",
+        "io.kubernetes.pod.terminationGracePeriod": "30",
+      },
+      log_path: `${name}/0.log`,
+      stdin: false, stdin_once: false, tty: false,
+      linux: {
+        resources: { cpu_period: 100000, cpu_quota: 0, cpu_shares: 2, memory_limit_in_bytes: 0, oom_score_adj: 1000, hugepage_limits: [], unified: {}, memory_swap_limit_in_bytes: 0 },
+        security_context: {
+          namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" },
+          masked_paths: ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+          readonly_paths: ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+      },
+    },
+    sandbox_config: pod.config,
+  };
+}
+
+const opts = { timeoutMs: KUBELET_TIMEOUT_MS };
+
+async function runPod(side: Side, name: string): Promise<Pod> {
+  const config = kubeletSandboxConfig(side, name);
+  await mkdir(config.log_directory!, { recursive: true });
+  const { pod_sandbox_id } = await side.client.runtime.RunPodSandbox({ config, runtime_handler: "" }, opts);
+  return { id: pod_sandbox_id, config };
+}
+
+async function podUp(side: Side, name: string): Promise<Pod> {
+  const pod = await runPod(side, name);
+  const { container_id } = await side.client.runtime.CreateContainer(await kubeletContainerRequest(side, pod, "app"), opts);
+  await side.client.runtime.StartContainer({ container_id }, opts);
+  return pod;
+}
+
+async function podDown(side: Side, pod: Pod): Promise<void> {
+  await side.client.runtime.StopPodSandbox({ pod_sandbox_id: pod.id }, opts);
+  await side.client.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id }, opts);
+}
+
+class Samples {
+  readonly #ms = new Map<string, number[]>();
+  readonly ops: string[] = [];
+  add(side: Side, op: string, ms: number): void {
+    if (!this.ops.includes(op)) this.ops.push(op);
+    const key = `${op}\0${side.name}`;
+    this.#ms.set(key, [...(this.#ms.get(key) ?? []), ms]);
+  }
+  rows(benchmark: string): Row[] {
+    return this.ops.map((op) => {
+      const crib = this.#ms.get(`${op}\0crib`) ?? [];
+      const ctd = this.#ms.get(`${op}\0containerd`) ?? [];
+      const [a, b] = [median(crib), median(ctd)];
+      const unit = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`);
+      return { benchmark, metric: op, value: (a / b).toFixed(2), note: `crib ${unit(a)}, containerd CRI ${unit(b)} (medians, n=${crib.length}+${ctd.length})` };
+    });
+  }
+}
+
+/** A B, then B A, … : `step(side, round, measured)` for both sides every round. */
+async function alternate(sides: Side[], n: number, warmup: number, step: (side: Side, i: number, measured: boolean) => Promise<void>): Promise<void> {
+  for (let i = 0; i < warmup + n; i++) {
+    const order = i % 2 === 0 ? sides : [...sides].reverse();
+    for (const side of order) await step(side, i, i >= warmup);
+  }
+}
+
+async function withSides<T>(log: (line: string) => void, body: (sides: Side[], env: PodEnv, ctd: ContainerdCri) => Promise<T>): Promise<T> {
+  if (process.env["BENCH_TRACE"]) process.env["CRIB_TRACE_CALLS"] = "1";
+  // crib (a child) writes a V8 CPU profile there when it exits
+  if (process.env["BENCH_PROFILE"]) process.env["CRIB_NODE_FLAGS"] = `--cpu-prof --cpu-prof-dir=${process.env["BENCH_PROFILE"]}`;
+  const env = await PodEnv.start({ config: { log_level: "info" } });
+  try {
+    const ctd = await ContainerdCri.start();
+    try {
+      const sides: Side[] = [
+        { name: "crib", client: new CriClient(env.crib.socket, KUBELET_CHANNEL), dir: env.crib.dir, namespace: "crib-bench" },
+        { name: "containerd", client: new CriClient(ctd.address, KUBELET_CHANNEL), dir: ctd.dir, namespace: "ctd-bench" },
+      ];
+      for (const s of sides) log(`${s.name}: ${JSON.stringify(await s.client.runtime.Version({}, opts))}`);
+      try {
+        return await body(sides, env, ctd);
+      } finally {
+        for (const s of sides) s.client.close();
+      }
+    } finally {
+      await ctd.close();
+    }
+  } finally {
+    if (process.env["BENCH_TRACE"]) printTrace(await env.crib.log(), log);
+    await env.close();
+  }
+}
+
+/** From crib's "rpc traced" log lines: per method, the median ms, and per kind of call inside it its count and median ms. */
+function printTrace(text: string, log: (line: string) => void): void {
+  const byMethod = new Map<string, { ms: number; calls: Record<string, string> }[]>();
+  for (const line of text.split("\n")) {
+    if (!line.includes("rpc traced")) continue;
+    const r = JSON.parse(line) as { method: string; ms: number; calls: Record<string, string> };
+    byMethod.set(r.method, [...(byMethod.get(r.method) ?? []), r]);
+  }
+  for (const [method, all] of byMethod) {
+    const kinds = new Map<string, { n: number; ms: number[] }>();
+    for (const r of all) {
+      for (const [k, v] of Object.entries(r.calls)) {
+        const [n, ms] = [Number(v.split("×")[0]), Number(v.split(" ")[1])];
+        const e = kinds.get(k) ?? { n, ms: [] };
+        e.ms.push(ms);
+        kinds.set(k, e);
+      }
+    }
+    const parts = [...kinds].map(([k, e]) => `${k} ${e.n}× ${median(e.ms).toFixed(1)} ms`);
+    log(`trace ${method}: n=${all.length}, median ${median(all.map((r) => r.ms)).toFixed(1)} ms: ${parts.join("; ") || "no calls"}`);
+  }
+}
+
+async function perRpc(sides: Side[], log: (line: string) => void): Promise<Row[]> {
+  const s = new Samples();
+  const n = rounds();
+  await alternate(sides, n, WARMUP, async (side, i, measured) => {
+    const c = side.client.runtime;
+    const runp = await timed(() => runPod(side, `cycle-${i}`));
+    const pod = runp.value;
+    const req = await kubeletContainerRequest(side, pod, "app");
+    const create = await timed(() => c.CreateContainer(req, opts));
+    const id = create.value.container_id;
+    const start = await timed(() => c.StartContainer({ container_id: id }, opts));
+    const stopRm = await timed(async () => {
+      await c.StopContainer({ container_id: id, timeout: 10 }, opts);
+      await c.RemoveContainer({ container_id: id }, opts);
+    });
+    const stopp = await timed(() => c.StopPodSandbox({ pod_sandbox_id: pod.id }, opts));
+    const rmp = await timed(() => c.RemovePodSandbox({ pod_sandbox_id: pod.id }, opts));
+    if (!measured) return;
+    s.add(side, "RunPodSandbox", runp.ms);
+    s.add(side, "CreateContainer", create.ms);
+    s.add(side, "StartContainer", start.ms);
+    s.add(side, "StopContainer+RemoveContainer", stopRm.ms);
+    s.add(side, "StopPodSandbox", stopp.ms);
+    s.add(side, "RemovePodSandbox", rmp.ms);
+    s.add(side, "whole pod cycle", runp.ms + create.ms + start.ms + stopRm.ms + stopp.ms + rmp.ms);
+  });
+  log(`per-rpc rounds done (${n} per side)`);
+  return s.rows("lifecycle");
+}
+
+async function concurrent(sides: Side[], counts: number[], log: (line: string) => void): Promise<Row[]> {
+  const s = new Samples();
+  const reps = Number(process.env["BENCH_CONCURRENT_N"] ?? 2);
+  for (const count of counts) {
+    await alternate(sides, reps, 0, async (side, i) => {
+      const up = await timed(() => Promise.all(Array.from({ length: count }, (_, k) => podUp(side, `c${count}-${i}-${k}`))));
+      const down = await timed(() => Promise.all(up.value.map((p) => podDown(side, p))));
+      s.add(side, `${count} pods at once, up`, up.ms);
+      s.add(side, `${count} pods at once, down`, down.ms);
+      log(`${side.name}: ${count} pods up ${up.ms.toFixed(0)} ms, down ${down.ms.toFixed(0)} ms`);
+    });
+  }
+  return s.rows("lifecycle");
+}
+
+async function smallPull(sides: Side[], env: PodEnv, ctd: ContainerdCri, log: (line: string) => void): Promise<Row[]> {
+  await using registry = await startRegistry();
+  const ref = `${registry.host}/small/data:1`;
+  // one 1 MiB layer no other image shares, so every pull after a RemoveImage fetches and unpacks it again
+  const image = await buildImage({ layers: [randomLayer(1 << 20, `small-${randomBytes(4).toString("hex")}`)] });
+  {
+    await using pusher = new RegistryClient();
+    await pushImage(pusher, ref, image);
+  }
+  // containerd's CRI reaches a plain-HTTP registry through a hosts.toml
+  const certs = join(ctd.dir, "certs.d", registry.host);
+  await mkdir(certs, { recursive: true });
+  await writeFile(join(certs, "hosts.toml"), `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`);
+  void env;
+  const s = new Samples();
+  await alternate(sides, rounds(), WARMUP, async (side, _i, measured) => {
+    const pulled = await timed(() => side.client.image.PullImage({ image: { image: ref } }, opts));
+    const removed = await timed(() => side.client.image.RemoveImage({ image: { image: ref } }, opts));
+    if (!measured) return;
+    s.add(side, "PullImage small (1 MiB, 1 layer)", pulled.ms);
+    s.add(side, "RemoveImage", removed.ms);
+  });
+  log(`small pulls done: ${ref}`);
+  return s.rows("lifecycle");
+}
+
+export const lifecycleBenchmark: Benchmark = {
+  name: "lifecycle",
+  description: "pod and container lifecycle, concurrent pods and pulls, crib vs containerd's CRI, kubelet-shaped requests (ratios: crib / containerd CRI)",
+  async run({ runs, log }) {
+    const only = (process.env["BENCH_ONLY"] ?? "rpc,concurrent,pull,pull100").split(",");
+    const rows: Row[] = [];
+    await withSides(log, async (sides, env, ctd) => {
+      await ctdReady(ctd);
+      if (only.includes("rpc")) rows.push(...(await perRpc(sides, log)));
+      if (only.includes("concurrent")) rows.push(...(await concurrent(sides, [10, 40], log)));
+      if (only.includes("pull")) rows.push(...(await smallPull(sides, env, ctd, log)));
+    });
+    if (only.includes("pull100")) {
+      const pull = await pullBenchmark.run({ runs: Math.max(2, Math.min(runs, 3)), log });
+      rows.push(...pull.filter((r) => r.metric !== "crib RSS growth (median)").map((r) => ({ ...r, benchmark: "lifecycle 100 MB pull" })));
+    }
+    return rows;
+  },
+};
+
+/** containerd's CRI must use the hosts.toml dir the small pull writes. */
+async function ctdReady(ctd: ContainerdCri): Promise<void> {
+  const text = await readFile(join(ctd.dir, "config.toml"), "utf8");
+  if (!text.includes("config_path")) throw new Error("containerd CRI config has no registry config_path");
+}
