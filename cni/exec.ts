@@ -132,12 +132,19 @@ export async function execPlugin(type: string, inv: PluginInvocation): Promise<u
     });
   }
   inv.signal?.throwIfAborted();
-  const child = spawn(path, [], {
-    env: pluginEnv(inv),
-    stdio: ["pipe", "pipe", "pipe"],
-    ...(inv.signal ? { signal: inv.signal } : {}),
-    killSignal: "SIGKILL",
-  });
+  // its own process group: a hung plugin is killed with everything it started
+  // (a child holding its stdout would otherwise keep the call from ending)
+  const child = spawn(path, [], { env: pluginEnv(inv), stdio: ["pipe", "pipe", "pipe"], detached: true });
+  const killGroup = (): void => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // the group is gone already
+    }
+  };
+  inv.signal?.addEventListener("abort", killGroup, { once: true });
+  child.once("close", () => inv.signal?.removeEventListener("abort", killGroup));
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let outBytes = 0;

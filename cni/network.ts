@@ -1,7 +1,7 @@
 // Attaching a sandbox to the network with a plugin chain, as libcni's
 // AddNetworkList/DelNetworkList/CheckNetworkList do, with libcni's on-disk
 // cache so that DEL after a restart tears down with what ADD used.
-import { mkdir, readFile, rm, statfs } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { compareVersions, findPlugin, type ConfigLoad, type NetworkConfigList } from "./config.js";
@@ -73,6 +73,10 @@ export interface CniNetworkOptions {
   readonly log: Logger;
   /** Per plugin invocation; the caller's signal applies as well. Default 2 minutes. */
   readonly pluginTimeoutMs?: number;
+  /** The whole ADD chain (a caller's signal may end it sooner). Default 60 s. */
+  readonly addTimeoutMs?: number;
+  /** The whole DEL chain. Default 30 s. */
+  readonly delTimeoutMs?: number;
   /** Told of every ADD, DEL and CHECK of the chain: how long it took and whether it failed (for metrics). */
   readonly observe?: (command: CniCommand, seconds: number, failed: boolean) => void;
 }
@@ -122,6 +126,8 @@ export class CniNetwork {
   readonly #cacheDir: string;
   readonly #log: Logger;
   readonly #timeoutMs: number;
+  readonly #addTimeoutMs: number;
+  readonly #delTimeoutMs: number;
   readonly #observe: CniNetworkOptions["observe"];
   // The spec forbids concurrent operations on one container; queue them per id.
   readonly #queues = new Map<string, Promise<unknown>>();
@@ -132,12 +138,15 @@ export class CniNetwork {
     this.#cacheDir = options.cacheDir;
     this.#log = options.log;
     this.#timeoutMs = options.pluginTimeoutMs ?? 120_000;
+    this.#addTimeoutMs = options.addTimeoutMs ?? 60_000;
+    this.#delTimeoutMs = options.delTimeoutMs ?? 30_000;
     this.#observe = options.observe;
   }
 
   /** ADD: runs the chain in order and caches the result. Partial work is undone by del(). */
-  add(attachment: Attachment, signal?: AbortSignal): Promise<AddResult> {
+  add(attachment: Attachment, callerSignal?: AbortSignal): Promise<AddResult> {
     return this.#serialize(attachment.id, "ADD", async () => {
+      const signal = this.#deadline("ADD", attachment.id, this.#addTimeoutMs, callerSignal);
       const list = this.#currentConfig();
       const ifName = validIfName(attachment.ifName ?? DEFAULT_IFNAME);
       const args = cniArgs(attachment.id, attachment.pod);
@@ -175,8 +184,9 @@ export class CniNetwork {
    * capability args (the current config when nothing is cached), then drops
    * the cache. Idempotent; tolerates a netns that is already gone.
    */
-  del(attachment: Attachment, signal?: AbortSignal): Promise<void> {
+  del(attachment: Attachment, callerSignal?: AbortSignal): Promise<void> {
     return this.#serialize(attachment.id, "DEL", async () => {
+      const signal = this.#deadline("DEL", attachment.id, this.#delTimeoutMs, callerSignal);
       const cached = await this.#readCache(attachment.id);
       // ADD caches before it runs a plugin, so with no cache and no config
       // nothing can have been allocated: nothing to undo.
@@ -236,6 +246,22 @@ export class CniNetwork {
     const record = await this.#readCache(id);
     if (record?.result === undefined) return record;
     return { ...record, parsed: parseResult(record.result, record.ifName) };
+  }
+
+  // the chain's own budget, so that a hung plugin cannot outlast the CRI call (ADD) or the undo (DEL)
+  #deadline(command: CniCommand, id: string, ms: number, signal: AbortSignal | undefined): AbortSignal {
+    const budget = new AbortController();
+    const timer = setTimeout(() => budget.abort(new DOMException(`CNI ${command} for ${id} did not finish within ${ms} ms`, "TimeoutError")), ms);
+    timer.unref();
+    const combined = signal ? AbortSignal.any([signal, budget.signal]) : budget.signal;
+    combined.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    return combined;
+  }
+
+  /** Removes the temporary files of cache writes a crash interrupted (the entries they were to replace are intact). */
+  async sweep(): Promise<void> {
+    const names = await readdir(this.#cacheDir).catch(() => [] as string[]);
+    await Promise.all(names.filter((n) => n.startsWith(".") && n.endsWith(".tmp")).map((n) => rm(join(this.#cacheDir, n), { force: true })));
   }
 
   #currentConfig(): NetworkConfigList {

@@ -31,7 +31,7 @@ export interface Config {
   log_level: LogLevel;
   default_runtime: string;
   containerd: { address: string; namespace: string; binary: string };
-  cni: { conf_dir: string; bin_dirs: string[]; manage_from_node: boolean };
+  cni: { conf_dir: string; bin_dirs: string[]; manage_from_node: boolean; add_timeout: number; del_timeout: number };
   sandbox: { image: string; image_archive: string };
   registry: {
     config_path: string;
@@ -110,6 +110,8 @@ const schema: Table = {
         conf_dir: { kind: "string", default: "/etc/cni/net.d", doc: "directory of CNI network configs; the lexicographically first valid one is used" },
         bin_dirs: { kind: "strings", default: ["/opt/cni/bin", "/usr/lib/cni"], doc: "directories searched for CNI plugins" },
         manage_from_node: { kind: "bool", default: false, doc: "let `crib bootstrap` render the host-local ranges of the network config from the Node's podCIDRs" },
+        add_timeout: { kind: "duration", default: 60_000, doc: "longest a CNI ADD may take (capped by the request's remaining time); a plugin still running then is killed with its process group" },
+        del_timeout: { kind: "duration", default: 30_000, doc: "longest a CNI DEL may take; one that times out while undoing is kept recorded and retried" },
       },
     },
     sandbox: {

@@ -1,8 +1,8 @@
 // CreateContainer: a writable snapshot from the image, the image volumes, the
 // OCI spec built from the CRI config, the sandbox and the image, a containerd
 // container record with crib's metadata, and the stdio FIFOs. Every step has its undo.
-import { mkdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
@@ -24,7 +24,9 @@ import { ContainerIo } from "../runtime/container-io.js";
 import { filePaths } from "../runtime/sandbox-files.js";
 import { taskState } from "../runtime/containerd/tasks.js";
 import { containerEvent } from "./container-events.js";
-import { prepareImageVolumes } from "./image-volumes.js";
+import { imageVolumeMounts, prepareImageVolumes } from "./image-volumes.js";
+import type { Intent } from "./intents.js";
+import { crashPoint } from "./crash-point.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
   const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -48,17 +50,28 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   const holder = deps.containers.reserve(key, id);
   if (holder !== undefined) throw alreadyExists(`container name "${metadata.name}" (attempt ${metadata.attempt}) in sandbox ${sandbox.id} is already reserved for container ${holder}`);
   const log = ctx.log.child({ container: id.slice(0, 12), name: metadata.name });
-  await using undo = new Rollback(log);
+  const ioDir = join(deps.config.state, "containers", id, "io");
+  // what this call is about to make, durable before the first side effect (the fsync overlaps the image lookup)
+  const intent: Intent = { kind: "container-create", container: { id, sandboxId: sandbox.id, ioDir, imageVolumes: imageVolumeMounts(config) } };
+  const recorded = deps.intents.record(intent);
+  await using undo = new Rollback(log, {
+    settled: async (failed) => {
+      if (!(await recorded.then(() => true, () => false))) return;
+      if (failed.length > 0) deps.reconciler.later(intent);
+      else await deps.intents.done("container-create", id);
+    },
+  });
   undo.defer("release name", () => deps.containers.release(key, id));
 
-  const image = await deps.images.find(imageRef, ctx.signal);
+  const [image] = await Promise.all([deps.images.find(imageRef, ctx.signal), recorded]);
   if (!image) throw notFound(`container "${metadata.name}" in sandbox ${sandbox.id}: image "${imageRef}" not found`);
   const imageConfig = image.config.config ?? {};
 
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]);
   const imageVolumes = await prepareImageVolumes(deps, id, config, undo, signal);
-  const mounts = await prepareSnapshot(deps.containerd, id, image.chainId, signal);
   undo.defer("remove snapshot", (s) => removeSnapshot(deps.containerd, id, s));
+  const mounts = await prepareSnapshot(deps.containerd, id, image.chainId, signal);
+  crashPoint("container-create:snapshot");
 
   const sc = config.linux?.security_context ?? null;
   const user = await resolveUserInSnapshot(mounts, { securityContext: sc, imageUser: imageConfig.User ?? "" });
@@ -98,7 +111,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   const meta: ContainerMeta = {
     id, sandboxId: sandbox.id, config, createdAt: nowNanos(),
     imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,
-    logPath, stopSignal: stopSignal(config, imageConfig), ioDir: join(deps.config.state, "containers", id, "io"),
+    logPath, stopSignal: stopSignal(config, imageConfig), ioDir,
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
     ...(imageVolumes.volumes.length ? { imageVolumes: imageVolumes.volumes } : {}),
   };
@@ -109,11 +122,16 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
     labels: { [KIND_LABEL]: "container", "crib.sandbox-id": sandbox.id, ...config.labels },
     extensions: { [CONTAINER_EXTENSION]: meta },
   }, signal, true);
+  crashPoint("container-create:record");
   undo.defer("delete container", (s) => deleteContainer(deps.containerd, id, s));
 
   const io = new ContainerIo({ dir: meta.ioDir, stdin: config.stdin, tty: config.tty, logPath, maxLineSize: deps.config.containers.max_log_line_size, fifos: deps.fifos });
   await io.open(true);
-  undo.defer("remove io", () => io.remove());
+  undo.defer("remove io", async () => {
+    await io.remove();
+    await rm(dirname(ioDir), { recursive: true, force: true });
+  });
+  undo.defer("remove status", () => deps.containers.removeFiles(id));
 
   const container: Container = {
     ...meta,
@@ -123,6 +141,8 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   deps.containers.add(container);
   deps.io.set(id, io);
   undo.disarm();
+  crashPoint("container-create:stored");
+  await deps.intents.done("container-create", id).catch((err: unknown) => log.warn({ err: String(err) }, "cannot drop the intent record"));
   containerEvent(deps, "CONTAINER_CREATED_EVENT", container);
   log.info("container created");
   return { container_id: id };

@@ -10,6 +10,12 @@ import { deleteContainer, deleteTask } from "../runtime/containerd/tasks.js";
 import { stopContainer } from "./container-stop.js";
 import { containerEvent } from "./container-events.js";
 import { removeImageVolumes } from "./image-volumes.js";
+import type { ContainerParts } from "./intents.js";
+import { containerStateDir } from "./reconciler.js";
+import { rm } from "node:fs/promises";
+
+export const containerParts = (c: Container): ContainerParts =>
+  ({ id: c.id, sandboxId: c.sandboxId, ioDir: c.ioDir, imageVolumes: c.imageVolumes?.map((v) => v.mount) ?? [] });
 
 export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerRequest, ctx: CallContext): Promise<cri.RemoveContainerResponse__Input> {
   const c = deps.containers.find(required(req.container_id, "container_id"));
@@ -18,14 +24,18 @@ export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerReq
 }
 
 export async function removeContainer(deps: Deps, c: Container, ctx: CallContext): Promise<void> {
+  // a crash from here on: start-up finishes the removal from this record
+  await deps.intents.record({ kind: "container-remove", container: containerParts(c) });
   await stopContainer(deps, c, 0, ctx);
   await deleteTask(deps.containerd, c.id, ctx.signal);
   await removeImageVolumes(deps, c.id, c.config, ctx.signal);
   await deleteContainer(deps.containerd, c.id, ctx.signal);
   await deps.io.get(c.id)?.remove();
   deps.io.delete(c.id);
+  await rm(containerStateDir(deps, c.id), { recursive: true, force: true });
   await deps.containers.removeFiles(c.id);
   deps.containers.delete(c.id);
+  await deps.intents.done("container-remove", c.id);
   containerEvent(deps, "CONTAINER_DELETED_EVENT", c);
   ctx.log.info({ container: c.id.slice(0, 12) }, "container removed");
 }

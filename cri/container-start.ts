@@ -7,6 +7,8 @@ import { nowNanos } from "./sandbox-run.js";
 import { failedPrecondition, internal, required } from "../runtime/errors.js";
 import { startTask } from "../runtime/containerd/tasks.js";
 import { containerEvent } from "./container-events.js";
+import { crashPoint } from "./crash-point.js";
+import { containerParts } from "./container-remove.js";
 
 export async function startContainer(deps: Deps, req: cri.StartContainerRequest, ctx: CallContext): Promise<cri.StartContainerResponse__Input> {
   const c = deps.containers.get(required(req.container_id, "container_id"));
@@ -16,14 +18,18 @@ export async function startContainer(deps: Deps, req: cri.StartContainerRequest,
   const io = deps.io.get(c.id);
   if (!io) throw internal(`container ${c.id} has no stdio`);
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]);
+  // a crash from here on leaves a task that may or may not run: start-up finishes or undoes it
+  await deps.intents.record({ kind: "container-start", container: containerParts(c) });
   try {
     const pid = await startTask(deps.containerd, c.id, io.paths, signal);
+    crashPoint("container-start:started");
     await io.started();
     // an exit event may already have been handled while Start was in flight
     if (c.status.state === "CONTAINER_CREATED") {
       await deps.containers.setStatus(c, { state: "CONTAINER_RUNNING", pid, startedAt: nowNanos() });
       containerEvent(deps, "CONTAINER_STARTED_EVENT", c);
     }
+    await deps.intents.done("container-start", c.id);
     ctx.log.info({ container: c.id.slice(0, 12), pid }, "container started");
     return {};
   } catch (err) {
@@ -32,6 +38,7 @@ export async function startContainer(deps: Deps, req: cri.StartContainerRequest,
     await deps.containers.setStatus(c, { state: "CONTAINER_EXITED", startedAt: now, finishedAt: now, exitCode: 128, reason: "StartError", message });
     containerEvent(deps, "CONTAINER_STOPPED_EVENT", c);
     await io.close();
+    await deps.intents.done("container-start", c.id);
     throw err;
   }
 }

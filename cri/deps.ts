@@ -23,6 +23,8 @@ import type { EventBus } from "./event-bus.js";
 import type { ContainerEvent } from "./container-events.js";
 import type { PodCidrs } from "./store/pod-cidrs.js";
 import type { CribMetrics } from "./metrics.js";
+import type { IntentJournal } from "./intents.js";
+import type { Reconciler } from "./reconciler.js";
 
 export interface NetworkReadiness {
   /** Whether pods can be networked now, and why not. */
@@ -88,4 +90,10 @@ export interface Deps {
   metrics: CribMetrics;
   /** hands out the URLs of Exec, Attach and PortForward (cri/streaming.ts) */
   streaming: StreamingServer;
+  /** what multi-step operations are about to make, durable before their first side effect */
+  intents: IntentJournal;
+  /** undoes recorded intents, retries failed undos and unknown states with backoff */
+  reconciler: Reconciler;
+  /** false until start-up reconciled the journal and the stores with containerd: rpcs answer UNAVAILABLE meanwhile */
+  recovery: { ready: boolean; error: string };
 }

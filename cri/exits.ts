@@ -68,6 +68,7 @@ export function handleTaskEvent(deps: Deps, e: TaskEvent): void {
   if (sandbox) {
     if (sandbox.state === "SANDBOX_NOTREADY") return;
     sandbox.state = "SANDBOX_NOTREADY";
+    sandbox.reason = `the pause task exited with status ${e.exitStatus}`;
     sandboxEvent(deps, "CONTAINER_STOPPED_EVENT", sandbox);
     return;
   }

@@ -17,9 +17,12 @@ import { isMountPoint, mountAll, unmountAll } from "../runtime/mount.js";
 
 type VolumeDeps = Pick<Deps, "containerd" | "containers" | "images">;
 
-const volumesDir = (deps: VolumeDeps, id: string): string => join(deps.containers.dir, id, "image-volumes");
-const volumeDir = (deps: VolumeDeps, id: string, index: number): string => join(volumesDir(deps, id), String(index));
+const volumesDir = (deps: Pick<Deps, "containers">, id: string): string => join(deps.containers.dir, id, "image-volumes");
+const volumeDir = (deps: Pick<Deps, "containers">, id: string, index: number): string => join(volumesDir(deps, id), String(index));
 const isImageVolume = (m: cri.Mount): boolean => (m.image?.image ?? "") !== "";
+
+/** The indices of the image volumes in config.mounts, unchecked (for the intent journal). */
+export const imageVolumeMounts = (config: cri.ContainerConfig): number[] => config.mounts.flatMap((m, i) => (isImageVolume(m) ? [i] : []));
 
 /** The indices of the image volumes in config.mounts, each checked before anything is made. */
 function imageVolumeIndices(config: cri.ContainerConfig): number[] {
@@ -63,8 +66,13 @@ export async function prepareImageVolumes(deps: VolumeDeps, id: string, config: 
 
 /** Unmounts and removes every image volume of container `id`, those its config names and any its directory holds. */
 export async function removeImageVolumes(deps: VolumeDeps, id: string, config: cri.ContainerConfig, signal?: AbortSignal): Promise<void> {
+  await removeImageVolumesAt(deps, id, imageVolumeMounts(config), signal);
+}
+
+/** The same, by the indices in config.mounts (as the intent journal records them). */
+export async function removeImageVolumesAt(deps: Pick<Deps, "containerd" | "containers">, id: string, mounts: number[], signal?: AbortSignal): Promise<void> {
   const dir = volumesDir(deps, id);
-  const indices = new Set(config.mounts.flatMap((m, i) => (isImageVolume(m) ? [i] : [])));
+  const indices = new Set(mounts);
   for (const name of await readdir(dir).catch(() => [])) if (/^\d+$/.test(name)) indices.add(Number(name));
   for (const i of indices) {
     await unmountAll(volumeDir(deps, id, i));

@@ -5,11 +5,26 @@ import type { Logger } from "pino";
 
 export type Undo = (signal: AbortSignal) => Promise<unknown> | unknown;
 
+export interface RollbackOptions {
+  /** budget of the whole undo, apart from the request's */
+  timeoutMs?: number;
+  /**
+   * Told, after every step ran, which failed: the caller keeps its intent
+   * recorded for a retry when any did, and drops it when none did.
+   */
+  settled?: (failed: string[]) => Promise<void> | void;
+}
+
 export class Rollback implements AsyncDisposable {
   readonly #steps: { what: string; undo: Undo }[] = [];
   #armed = true;
+  readonly timeoutMs: number;
+  readonly #settled: RollbackOptions["settled"];
 
-  constructor(readonly log: Logger, readonly timeoutMs = 60_000) {}
+  constructor(readonly log: Logger, opts: RollbackOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.#settled = opts.settled;
+  }
 
   defer(what: string, undo: Undo): void {
     this.#steps.push({ what, undo });
@@ -22,12 +37,19 @@ export class Rollback implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.#armed) return;
     const signal = AbortSignal.timeout(this.timeoutMs);
+    const failed: string[] = [];
     for (const { what, undo } of this.#steps.reverse()) {
       try {
         await undo(signal);
       } catch (err) {
-        this.log.error({ err: err instanceof Error ? err.message : String(err), step: what }, "rollback step failed");
+        failed.push(what);
+        this.log.error({ err: err instanceof Error ? err.message : String(err), step: what }, failed.length === 1 && this.#settled ? "rollback step failed; kept for a retry" : "rollback step failed");
       }
+    }
+    try {
+      await this.#settled?.(failed);
+    } catch (err) {
+      this.log.error({ err: err instanceof Error ? err.message : String(err) }, "recording the rollback's outcome failed");
     }
   }
 }

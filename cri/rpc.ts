@@ -9,6 +9,8 @@ import { toServiceError } from "./errors.js";
 export interface CallContext {
   signal: AbortSignal;
   log: Logger;
+  /** when the client gives up (epoch ms), if it set a deadline */
+  readonly deadline?: number | undefined;
 }
 
 export type Handler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
@@ -60,6 +62,12 @@ class LazyContext implements CallContext {
       }
     }
     return lifetime.signal;
+  }
+
+  get deadline(): number | undefined {
+    const deadline = this.call.getDeadline();
+    const at = deadline instanceof Date ? deadline.getTime() : deadline;
+    return Number.isFinite(at) ? at : undefined;
   }
 
   get log(): Logger {

@@ -46,9 +46,11 @@ export async function runtimeStatus(deps: Deps, req: cri.StatusRequest, ctx: Cal
   const runtimeUp = await h.up(deps, () => ctx.signal);
   const network = deps.network.status();
   const conditions: cri.RuntimeCondition__Input[] = [
-    runtimeUp
-      ? { type: "RuntimeReady", status: true }
-      : { type: "RuntimeReady", status: false, reason: "ContainerdUnreachable", message: `containerd at ${deps.containerd.address} does not answer` },
+    !runtimeUp
+      ? { type: "RuntimeReady", status: false, reason: "ContainerdUnreachable", message: `containerd at ${deps.containerd.address} does not answer` }
+      : !deps.recovery.ready
+        ? { type: "RuntimeReady", status: false, reason: "CribReconciling", message: `crib is reconciling its state with containerd${deps.recovery.error ? `: ${deps.recovery.error}` : ""}` }
+        : { type: "RuntimeReady", status: true },
     network.ready
       ? { type: "NetworkReady", status: true }
       : { type: "NetworkReady", status: false, reason: network.reason, message: network.message },

@@ -11,12 +11,16 @@ import { KIND_LABEL, SANDBOX_EXTENSION, sandboxNameKey, type Sandbox, type Sandb
 import { alreadyExists, invalidArgument, required } from "../runtime/errors.js";
 import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
 import { readSeccompProfile, seccompChoice } from "../runtime/spec/seccomp.js";
-import { createContainer, deleteContainer, deleteTask, killTask, startTask, updateExtension } from "../runtime/containerd/tasks.js";
+import { createContainer, deleteContainer, startTask, updateExtension } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
 import type { CapabilityArgs } from "../cni/network.js";
 import type { IpRanges } from "../cni/ip.js";
 import type { Netns } from "../runtime/netns.js";
 import { sandboxEvent } from "./container-events.js";
+import { removeTask } from "./reconciler.js";
+import type { Intent, SandboxParts } from "./intents.js";
+import { crashPoint } from "./crash-point.js";
+import { DEFAULT_IFNAME } from "../cni/network.js";
 
 const RUN_TIMEOUT_MS = 4 * 60_000;
 
@@ -52,6 +56,17 @@ function capabilityArgs(config: cri.PodSandboxConfig, ipRanges: IpRanges | undef
   return { ...(portMappings.length > 0 ? { portMappings } : {}), ...(ipRanges ? { ipRanges } : {}) };
 }
 
+/**
+ * ADD ends in time for the undo to finish before the client gives up: the
+ * request's remaining time less the DEL budget and a margin (configured ADD
+ * timeout at most; CniNetwork applies that one too).
+ */
+function addDeadline(deps: Deps, ctx: CallContext, signal: AbortSignal): AbortSignal {
+  if (ctx.deadline === undefined) return signal;
+  const ms = Math.max(1000, ctx.deadline - Date.now() - deps.config.cni.del_timeout - 5000);
+  return AbortSignal.any([signal, AbortSignal.timeout(ms)]);
+}
+
 export async function runPodSandbox(deps: Deps, req: cri.RunPodSandboxRequest, ctx: CallContext): Promise<cri.RunPodSandboxResponse__Input> {
   const config = validate(req.config);
   const { name: handlerName } = runtimeHandlerOf(deps, req.runtime_handler);
@@ -69,32 +84,53 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const id = newId();
   const key = sandboxNameKey(config.metadata);
   const log = ctx.log.child({ sandbox: id.slice(0, 12), pod: `${config.metadata.namespace}/${config.metadata.name}` });
-  await using undo = new Rollback(log);
   if (deps.sandboxes.reserve(key, id) !== undefined) throw alreadyExists(`pod sandbox name "${key}" is already reserved`);
-  undo.defer("release name", () => deps.sandboxes.release(key, id));
-
   // a Localhost seccomp profile is read before anything is made: a missing one fails the call cleanly
   const sc = config.linux?.security_context ?? null;
-  const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? "", "", "unconfined", "config.linux.security_context");
-  const seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
+  let seccompProfile: Awaited<ReturnType<typeof readSeccompProfile>> | undefined;
+  try {
+    const seccomp = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? "", "", "unconfined", "config.linux.security_context");
+    seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
+  } catch (err) {
+    deps.sandboxes.release(key, id);
+    throw err;
+  }
+  const host = hostNetwork(config);
+  const dir = join(deps.config.root, "sandboxes", id);
+  const shmDir = hostIpc(config) ? "" : join(deps.config.state, "sandboxes", id, "shm");
+  const pod = { namespace: config.metadata.namespace, name: config.metadata.name, uid: config.metadata.uid };
+  const capArgs = capabilityArgs(config, deps.podCidrs.ipRanges());
+  const parts: SandboxParts = {
+    id, netnsPath: host ? "" : deps.netns.pathFor(id), dir, shmDir,
+    ...(host ? {} : { cni: { pod, ifName: DEFAULT_IFNAME, capabilityArgs: capArgs } }),
+  };
+  // what this call is about to make, durable before the first side effect (the fsync overlaps the image lookup)
+  const intent: Intent = { kind: "sandbox-run", sandbox: parts };
+  const recorded = deps.intents.record(intent);
+  await using undo = new Rollback(log, {
+    timeoutMs: deps.config.cni.del_timeout + 30_000,
+    settled: async (failed) => {
+      if (!(await recorded.then(() => true, () => false))) return;
+      if (failed.length > 0) deps.reconciler.later(intent);
+      else await deps.intents.done("sandbox-run", id);
+    },
+  });
+  undo.defer("release name", () => deps.sandboxes.release(key, id));
   // how long each part took, for the log: where a slow pod start goes
   const started = performance.now();
   const ms: Record<string, number> = {};
   const lap = <T>(what: string, work: Promise<T>): Promise<T> =>
     work.finally(() => { ms[what] = Math.round(performance.now() - started); });
-  const image = await lap("image", deps.images.ensure(deps.config.sandbox.image, signal));
+  const [image] = await Promise.all([lap("image", deps.images.ensure(deps.config.sandbox.image, signal)), recorded]);
   const handler = deps.config.runtimes[handlerName]!;
-  const host = hostNetwork(config);
 
   let netns: Netns | undefined;
   if (!host) {
-    const added = await lap("netns", deps.netns.add(id, signal));
-    netns = added;
-    undo.defer("remove netns", (s) => deps.netns.remove(added, s));
+    undo.defer("remove netns", (s) => deps.netns.remove(parts.netnsPath, s));
+    netns = await lap("netns", deps.netns.add(id, signal));
+    crashPoint("sandbox-run:netns");
   }
   const netnsPath = netns?.path ?? "";
-  const dir = join(deps.config.root, "sandboxes", id);
-  const shmDir = hostIpc(config) ? "" : join(deps.config.state, "sandboxes", id, "shm");
   undo.defer("remove sandbox files", () => removeSandboxFiles(dir, shmDir));
   const meta: SandboxMeta = {
     id, config, createdAt: nowNanos(), runtimeHandler: handlerName, netnsPath, ips: [], dir, shmDir, image: image.name,
@@ -105,14 +141,11 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const network = async (): Promise<string[]> => {
     let ips: string[] = [];
     if (netns) {
-      const attachment = {
-        id, netns: netns.path,
-        pod: { namespace: config.metadata.namespace, name: config.metadata.name, uid: config.metadata.uid },
-        capabilityArgs: capabilityArgs(config, deps.podCidrs.ipRanges()),
-      };
+      const attachment = { id, netns: netns.path, pod, capabilityArgs: capArgs };
       // ADD can half-allocate: DEL runs even when ADD fails
       undo.defer("CNI DEL", (s) => deps.cni.del(attachment, s));
-      const [, result] = await allSettled([deps.netns.loopbackUp(netns, signal), deps.cni.add(attachment, signal)]);
+      const [, result] = await allSettled([deps.netns.loopbackUp(netns, signal), deps.cni.add(attachment, addDeadline(deps, ctx, signal))]);
+      crashPoint("sandbox-run:cni-added");
       ips = [...result.podIps];
     }
     await writeSandboxFiles({ dir, shmDir, hostNetwork: host, ips, hostname: config.hostname || deps.host.nodeHostname, dns: config.dns_config });
@@ -130,15 +163,12 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
       labels: { [KIND_LABEL]: "sandbox", ...config.labels },
       extensions: { [SANDBOX_EXTENSION]: meta },
     }, signal);
+    crashPoint("sandbox-run:pause-created");
     undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
-    undo.defer("delete pause task", async (s) => {
-      await killTask(deps.containerd, id, 9, { all: true }, s);
-      await deleteTask(deps.containerd, id, s).catch(async () => {
-        await new Promise((r) => setTimeout(r, 200));
-        await deleteTask(deps.containerd, id, s);
-      });
-    });
-    return startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
+    undo.defer("delete pause task", (s) => removeTask(deps, id, s));
+    const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal);
+    crashPoint("sandbox-run:pause-started");
+    return pid;
   };
   const [ips, pid] = await allSettled<[string[], number]>([lap("network", network()), lap("pause", pause())]);
   if (ips.length > 0) {
@@ -147,8 +177,10 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   }
 
   const sandbox: Sandbox = { ...meta, state: "SANDBOX_READY", pid, networkDown: false };
+  crashPoint("sandbox-run:stored");
   deps.sandboxes.add(sandbox);
   undo.disarm();
+  await deps.intents.done("sandbox-run", id).catch((err: unknown) => log.warn({ err: String(err) }, "cannot drop the intent record"));
   sandboxEvent(deps, "CONTAINER_CREATED_EVENT", sandbox);
   sandboxEvent(deps, "CONTAINER_STARTED_EVENT", sandbox);
   log.info({ pid, ips, msSinceStart: ms }, "sandbox ready");

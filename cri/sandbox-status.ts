@@ -34,6 +34,7 @@ export async function podSandboxStatus(deps: Deps, req: cri.PodSandboxStatusRequ
     res.info = {
       info: JSON.stringify({
         pid: sandbox.pid, netnsPath: sandbox.netnsPath, netNamespaceClosed: sandbox.networkDown, image: sandbox.image,
+        ...(sandbox.reason ? { reason: sandbox.reason } : {}),
         snapshotKey: sandbox.id, snapshotter: SNAPSHOTTER, runtimeHandler: sandbox.runtimeHandler, runtimeType: RUNC_V2,
         cniResult: cni ?? null, config: sandbox.config, files: { dir: sandbox.dir, shm: sandbox.shmDir },
         runtimeSpec: (await specOf(deps.containerd, sandbox.id, ctx.signal)) ?? null,

@@ -10,6 +10,17 @@ import { unmountShm } from "../runtime/sandbox-files.js";
 import { required } from "../runtime/errors.js";
 import { sandboxEvent } from "./container-events.js";
 import { allSettled } from "./rollback.js";
+import type { SandboxParts } from "./intents.js";
+import { DEFAULT_IFNAME } from "../cni/network.js";
+
+/** What the intent journal records of a sandbox being stopped or removed. */
+export function sandboxParts(sandbox: Sandbox): SandboxParts {
+  const m = sandbox.config.metadata;
+  return {
+    id: sandbox.id, netnsPath: sandbox.netnsPath, dir: sandbox.dir, shmDir: sandbox.shmDir,
+    ...(sandbox.netnsPath ? { cni: { pod: { namespace: m?.namespace ?? "", name: m?.name ?? "", uid: m?.uid ?? "" }, ifName: DEFAULT_IFNAME, capabilityArgs: {} } } : {}),
+  };
+}
 
 export async function stopPodSandbox(deps: Deps, req: cri.StopPodSandboxRequest, ctx: CallContext): Promise<cri.StopPodSandboxResponse__Input> {
   const sandbox = deps.sandboxes.find(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -19,6 +30,9 @@ export async function stopPodSandbox(deps: Deps, req: cri.StopPodSandboxRequest,
 }
 
 export async function stopSandbox(deps: Deps, sandbox: Sandbox, ctx: CallContext): Promise<void> {
+  const stopped = sandbox.state === "SANDBOX_NOTREADY" && (sandbox.networkDown || !sandbox.netnsPath);
+  // a crash from here on: start-up finishes the stop from this record
+  if (!stopped) await deps.intents.record({ kind: "sandbox-stop", sandbox: sandboxParts(sandbox) });
   const grace = Math.ceil(deps.config.containers.stop_grace_default / 1000);
   await Promise.all(deps.containers.inSandbox(sandbox.id).map((c) => stopContainer(deps, c, grace, ctx)));
   // the pause process and the pod network go down side by side: DEL needs only the pinned netns
@@ -36,6 +50,7 @@ export async function stopSandbox(deps: Deps, sandbox: Sandbox, ctx: CallContext
     sandbox.state = "SANDBOX_NOTREADY";
     sandboxEvent(deps, "CONTAINER_STOPPED_EVENT", sandbox);
   }
+  await deps.intents.done("sandbox-stop", sandbox.id);
   ctx.log.info({ sandbox: sandbox.id.slice(0, 12) }, "sandbox stopped");
 }
 

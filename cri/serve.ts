@@ -28,7 +28,9 @@ import { ImagePuller } from "../runtime/image/pull.js";
 import { RegistryClient } from "../runtime/image/registry.js";
 import { ImageFsUsage } from "../runtime/image/usage.js";
 import { handleTaskEvent } from "./exits.js";
-import { recover, reconcile } from "./recover.js";
+import { reconcile, reconcileAtStart } from "./recover.js";
+import { IntentJournal } from "./intents.js";
+import { Reconciler } from "./reconciler.js";
 import { removeSandbox } from "./sandbox-remove.js";
 import { cgroupDriver } from "./config.js";
 import { StatsCollector } from "./stats-collector.js";
@@ -103,6 +105,7 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     imageFs,
     netns: new NetnsManager(),
     cni: new CniNetwork({ config: () => cniState.current(), binDirs: config.cni.bin_dirs, cacheDir: join(config.root, "cni-cache"), log: log.child({ component: "cni" }),
+      addTimeoutMs: config.cni.add_timeout, delTimeoutMs: config.cni.del_timeout,
       observe: (command, seconds, failed) => metrics.cniDone(command, seconds, !failed) }),
     host,
     runtimeFeatures,
@@ -121,7 +124,11 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     podCidrs: await PodCidrs.load(join(config.root, "runtime-config.json"), log),
     metrics,
     streaming: undefined as unknown as StreamingServer,
+    intents: new IntentJournal(join(config.root, "intents")),
+    reconciler: undefined as unknown as Reconciler,
+    recovery: { ready: false, error: "" },
   };
+  deps.reconciler = new Reconciler(deps, deps.intents);
   deps.events = new TaskEvents(containerd, log.child({ component: "events" }), () => reconcile(deps));
   deps.events.on((e) => (e.kind === "image" ? imageStore.changed() : handleTaskEvent(deps, e)));
   return deps;
@@ -138,26 +145,25 @@ export async function serve(config: Config, version: string): Promise<void> {
   const { containerd, daemon } = await connectContainerd(config, log);
   const network = await CniReadiness.start(config.cni.conf_dir, config.cni.bin_dirs, log.child({ component: "cni" }));
   const deps = await buildDeps({ config, version, log, containerd, network });
-  // containerd may be down at start: keep trying, the rest of crib serves meanwhile
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await recover(deps);
-      break;
-    } catch (err) {
-      if (attempt === 0) log.error({ err: (err as Error).message }, "cannot recover state from containerd yet; retrying");
-      if (attempt >= 4) {
-        void (async () => {
-          for (;;) {
-            await new Promise((r) => setTimeout(r, 2000));
-            if (await recover(deps).then(() => true, () => false)) return log.info("recovered state from containerd");
-          }
-        })();
-        break;
+  // Reconcile before serving: undo or finish what the journal recorded, rebuild the
+  // stores. containerd may be down: keep trying with backoff; crib serves after a
+  // few seconds anyway, answering UNAVAILABLE (never an empty list) until done.
+  const reconciled = (async () => {
+    for (let attempt = 0, wait = 250; ; attempt++, wait = Math.min(wait * 2, 5000)) {
+      try {
+        await reconcileAtStart(deps);
+        deps.recovery.ready = true;
+        deps.recovery.error = "";
+        deps.events.start();
+        return;
+      } catch (err) {
+        deps.recovery.error = (err as Error).message;
+        if (attempt === 0) log.error({ err: (err as Error).message }, "cannot reconcile state with containerd yet; retrying");
+        await new Promise((r) => setTimeout(r, wait));
       }
-      await new Promise((r) => setTimeout(r, 500));
     }
-  }
-  deps.events.start();
+  })();
+  await Promise.race([reconciled, new Promise((r) => setTimeout(r, 2500))]);
   deps.streaming = await startStreaming(deps);
   const server = new CriServer(config.listen, criServices(deps, deps.metrics), log);
   try {
@@ -186,6 +192,7 @@ export async function serve(config: Config, version: string): Promise<void> {
     network.close();
     deps.events.close();
     deps.sandboxRuns.close();
+    deps.reconciler.close();
     deps.puller.close();
     for (const io of deps.io.values()) await io.close().catch(() => undefined);
     containerd.close();

@@ -37,6 +37,7 @@ import { listMetricDescriptors, listPodSandboxMetrics } from "./stats-metrics.js
 import { getContainerEvents } from "./container-events.js";
 import { updateRuntimeConfig } from "./runtime-config-update.js";
 import { listStream } from "./list-stream.js";
+import { unavailable } from "../runtime/errors.js";
 import { updatePodSandboxResources } from "./sandbox-update-resources.js";
 
 type Unary<H> = H extends handleUnaryCall<infer Req, infer Res> ? { req: Req; res: Res } : never;
@@ -97,14 +98,26 @@ export const imageHandlers: Impl<ImageServiceHandlers> = {
   ImageFsInfo: imageFsInfo,
 };
 
+// Answered while start-up reconciles: they read nothing of the stores.
+const UNGATED = new Set(["RuntimeService/Version", "RuntimeService/Status", "RuntimeService/RuntimeConfig", "RuntimeService/UpdateRuntimeConfig", "RuntimeService/GetContainerEvents"]);
+
+/** Until the stores are true, an empty list would tell kubelet every pod is gone: UNAVAILABLE instead. */
+function whenReconciled(deps: Deps, method: string): void {
+  if (!deps.recovery.ready && method.startsWith("RuntimeService/") && !UNGATED.has(method)) {
+    throw unavailable(`crib is reconciling its state with containerd${deps.recovery.error ? ` (${deps.recovery.error})` : ""}; try again`);
+  }
+}
+
 function bind<H>(service: string, impl: Impl<H>, deps: Deps, observer?: CallObserver, streams: StreamImpl<H> = {}): UntypedServiceImplementation {
   const out: UntypedServiceImplementation = {};
   for (const [name, fn] of Object.entries(impl) as [string, (deps: Deps, req: unknown, ctx: CallContext) => Promise<unknown>][]) {
-    out[name] = unary(`${service}/${name}`, deps.log, (req, ctx) => fn(deps, req, ctx), observer);
+    const method = `${service}/${name}`;
+    out[name] = unary(method, deps.log, async (req, ctx) => { whenReconciled(deps, method); return fn(deps, req, ctx); }, observer);
   }
   type AnyStream = (deps: Deps, req: unknown, send: (res: unknown) => Promise<void>, ctx: CallContext) => Promise<void>;
   for (const [name, fn] of Object.entries(streams) as [string, AnyStream][]) {
-    out[name] = serverStream(`${service}/${name}`, deps.log, (req, send, ctx) => fn(deps, req, send, ctx));
+    const method = `${service}/${name}`;
+    out[name] = serverStream(method, deps.log, async (req, send, ctx) => { whenReconciled(deps, method); return fn(deps, req, send, ctx); });
   }
   return out;
 }

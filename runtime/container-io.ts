@@ -1,12 +1,23 @@
 // A container's stdio: FIFOs in its io dir shared with the shim, their output
 // copied into the CRI log and to any attached clients. After a crib restart the
-// same FIFOs are opened again and the log continues.
+// same FIFOs are opened again and the log continues where the FIFO is.
+//
+// Backpressure as under containerd's CRI: a FIFO is read one batch (READ_BYTES)
+// at a time, and the next read waits until the batch is in the log file and
+// every attached client took it. A slow disk or a slow attach client leaves
+// the FIFO full, and the container's write() blocks; crib holds one batch per
+// stream. Like containerd's blocking multiwriter (cio/WriterGroup), a client
+// that attaches and stops reading holds the container's output (and log)
+// until it reads again or goes away; nothing is dropped or reordered.
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { PassThrough, type Readable, type Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import type { Socket } from "node:net";
 import { openFifoReader, openFifoWriter, spawnMkfifo, type FifoMaker } from "./fifo.js";
-import { CriLogWriter } from "./cri-log.js";
+import { CriLineEncoder, CriLogFile } from "./cri-log.js";
+
+/** One read from a FIFO: the most output crib holds per stream, and the most a SIGKILLed crib can lose. */
+export const READ_BYTES = 32 * 1024;
 
 export interface IoOptions {
   dir: string;
@@ -20,11 +31,12 @@ export interface IoOptions {
 
 export class ContainerIo {
   readonly #opts: IoOptions;
-  #log: CriLogWriter | undefined;
+  #log: CriLogFile | undefined;
   #releases: (() => Promise<void>)[] = [];
+  #readers: Socket[] = [];
   #stdin: Socket | undefined;
   #drained: Promise<void> = Promise.resolve();
-  readonly #listeners = new Set<{ stdout?: Writable; stderr?: Writable }>();
+  readonly #listeners = new Set<Attached>();
 
   constructor(opts: IoOptions) {
     this.#opts = opts;
@@ -48,29 +60,58 @@ export class ContainerIo {
       await (this.#opts.fifos ?? spawnMkfifo).make(p.stdin, p.stdout, p.stderr);
     }
     if (this.#opts.logPath) {
-      this.#log = new CriLogWriter(this.#opts.logPath, this.#opts.maxLineSize);
+      this.#log = new CriLogFile(this.#opts.logPath);
       await this.#log.open();
     }
     const copies: Promise<void>[] = [];
     for (const [name, path] of [["stdout", p.stdout], ["stderr", p.stderr]] as const) {
       if (!path) continue;
-      const { stream, release } = await openFifoReader(path);
-      this.#releases.push(release);
-      copies.push(this.#copy(stream, name));
+      copies.push((await this.#copy(path, name)).ended);
     }
     if (p.stdin) this.#stdin = await openFifoWriter(p.stdin);
     this.#drained = Promise.all(copies).then(() => this.#log?.close());
   }
 
-  #copy(source: Readable, name: "stdout" | "stderr"): Promise<void> {
-    const tee = new PassThrough();
-    source.on("data", (chunk: Buffer) => {
-      tee.write(chunk);
-      for (const l of this.#listeners) l[name]?.write(chunk);
+  /** Starts copying one output FIFO; `ended` settles at EOF, once the tail is written. */
+  async #copy(path: string, name: "stdout" | "stderr"): Promise<{ ended: Promise<void> }> {
+    const log = this.#log;
+    const encoder = log ? new CriLineEncoder(name, this.#opts.maxLineSize) : undefined;
+    const listeners = this.#listeners;
+    let reader: Socket | undefined;
+    const resume = (): void => void setImmediate(() => reader?.resume());
+    const onRead = (bytes: number, buffer: Uint8Array): boolean => {
+      const chunk = buffer.subarray(0, bytes);
+      const waits: Promise<void>[] = [];
+      const entries = encoder?.encode(chunk);
+      if (log && entries && entries.length > 0) waits.push(log.write(entries));
+      if (listeners.size > 0) {
+        const copy = Buffer.from(chunk); // the read buffer is reused
+        for (const l of listeners) {
+          const wait = l.write(name, copy);
+          if (wait) waits.push(wait);
+        }
+      }
+      if (waits.length === 0) return true;
+      // the next read waits for this batch; the event loop turns in between
+      void Promise.all(waits).then(resume);
+      return false;
+    };
+    const fifo = await openFifoReader(path, { buffer: Buffer.allocUnsafe(READ_BYTES), callback: onRead });
+    reader = fifo.stream;
+    this.#readers.push(reader);
+    this.#releases.push(fifo.release);
+    const stream = reader;
+    const ended = new Promise<void>((resolve) => {
+      stream.once("end", resolve);
+      stream.once("close", () => resolve());
+      stream.once("error", () => resolve());
     });
-    const ended = new Promise<void>((r) => { source.once("end", r); source.once("close", r); source.once("error", () => r()); });
-    void ended.then(() => tee.end());
-    return this.#log ? this.#log.follow(tee, name) : ended;
+    return {
+      ended: ended.then(async () => {
+        const tail = encoder?.end();
+        if (log && tail && tail.length > 0) await log.write(tail);
+      }),
+    };
   }
 
   /** The shim holds its ends now: EOF from here on means the process is done. */
@@ -90,22 +131,29 @@ export class ContainerIo {
     return this.#drained;
   }
 
+  /** kubelet renamed the log file: the next batch goes to a new file at the same path. */
   async reopenLog(): Promise<void> {
     await this.#log?.reopen();
   }
 
-  /** Attach: output is copied to the given streams until detach() is called. */
+  /** Attach: output is copied to the given streams, with their backpressure, until the returned detach is called. */
   attach(out: { stdout?: Writable; stderr?: Writable }): () => void {
-    this.#listeners.add(out);
-    return () => this.#listeners.delete(out);
+    const attached = new Attached(out);
+    this.#listeners.add(attached);
+    return () => {
+      this.#listeners.delete(attached);
+      attached.detach();
+    };
   }
 
   get stdin(): Writable | undefined {
     return this.#stdin;
   }
 
+  /** Stops reading (what the container writes from now on stays in the FIFO for the next crib) and closes the log. */
   async close(): Promise<void> {
     for (const r of this.#releases) await r().catch(() => undefined);
+    for (const r of this.#readers) r.destroy();
     this.#stdin?.destroy();
     await this.#log?.close();
   }
@@ -113,5 +161,39 @@ export class ContainerIo {
   async remove(): Promise<void> {
     await this.close();
     await rm(this.#opts.dir, { recursive: true, force: true });
+  }
+}
+
+/** An attached client's output streams; a write that the stream cannot take yet resolves once it drains, closes or is detached. */
+class Attached {
+  readonly #out: { stdout?: Writable; stderr?: Writable };
+  readonly #detached = new AbortController();
+
+  constructor(out: { stdout?: Writable; stderr?: Writable }) {
+    this.#out = out;
+  }
+
+  write(name: "stdout" | "stderr", chunk: Buffer): Promise<void> | undefined {
+    const w = this.#out[name];
+    if (!w || w.destroyed || w.writableEnded || this.#detached.signal.aborted) return undefined;
+    if (w.write(chunk)) return undefined;
+    const signal = this.#detached.signal;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        w.off("drain", done);
+        w.off("close", done);
+        w.off("error", done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      w.once("drain", done);
+      w.once("close", done);
+      w.once("error", done);
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  detach(): void {
+    this.#detached.abort();
   }
 }

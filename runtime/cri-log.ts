@@ -1,89 +1,256 @@
-// Writes a container's output in the CRI log format kubelet reads:
+// A container's output in the CRI log format kubelet reads:
 //   <RFC3339Nano timestamp> <stdout|stderr> <P|F> <content>
-// F ends a line; a line longer than the max size is split into P pieces.
-import { createWriteStream, type WriteStream } from "node:fs";
+// with containerd's rules (pkg/cri/io/logger.go): F ends a line, whose "\n"
+// (or "\r\n") is not logged; a line longer than the max size is split into P
+// pieces of exactly that size, the last piece F; what is left at EOF without a
+// newline is a P entry. The encoder turns one FIFO read into one Buffer of
+// entries, so a chatty container costs one write() per read, not per line.
+import { close as closeFd, open as openFd, write as writeFd } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
-import type { Readable } from "node:stream";
+import { promisify } from "node:util";
+
+const open = promisify(openFd);
+const close = promisify(closeFd);
 
 const NL = 0x0a;
+const CR = 0x0d;
+const TAG_P = 0x50;
+const TAG_F = 0x46;
+/** "2024-01-02T03:04:05.678901234Z stdout F ": every entry's header is this long. */
+export const HEADER_BYTES = 40;
+/** max_log_line_size 0 (no limit) still keeps a line's unfinished tail bounded. */
+const UNLIMITED_LINE = 1 << 20;
 
-let lastMs = 0;
-let seq = 0;
-/** RFC3339 with 9 fraction digits; sub-millisecond digits keep lines ordered. */
+let clockMs = -1;
+let clockSeq = 0;
+let clockIso = Buffer.alloc(23);
+/** Entries share the millisecond of their read; the 6 sub-millisecond digits count up so lines stay ordered. */
+function tick(now: number): void {
+  if (now === clockMs) return;
+  clockMs = now;
+  clockSeq = 0;
+  clockIso = Buffer.from(new Date(now).toISOString().slice(0, 23), "latin1"); // 2024-01-02T03:04:05.678
+}
+const nextSeq = (): number => (clockSeq < 999_999 ? clockSeq++ : clockSeq);
+
+/** RFC3339 with 9 fraction digits, as each entry's timestamp. */
 export function timestamp(now = Date.now()): string {
-  seq = now === lastMs ? seq + 1 : 0;
-  lastMs = now;
-  const iso = new Date(now).toISOString(); // 2024-01-02T03:04:05.678Z
-  return `${iso.slice(0, 23)}${String(Math.min(seq, 999_999)).padStart(6, "0")}Z`;
+  tick(now);
+  return `${clockIso.toString("latin1")}${String(nextSeq()).padStart(6, "0")}Z`;
 }
 
-export class CriLogWriter {
-  #out: WriteStream | undefined;
-  #closed = false;
+/** Encodes one stream's bytes into CRI log entries, chunk by chunk; keeps an unfinished line for the next chunk. */
+export class CriLineEncoder {
+  readonly #max: number;
+  readonly #header: Buffer;
+  /** the unfinished line: at most max bytes, plus a "\r" that may yet turn out to end it */
+  readonly #pending: Buffer;
+  #pendingLength = 0;
+  #newlines = new Int32Array(4096);
 
-  constructor(readonly path: string, readonly maxLineSize: number) {}
+  constructor(stream: "stdout" | "stderr", maxLineSize: number) {
+    this.#max = maxLineSize > 0 ? maxLineSize : UNLIMITED_LINE;
+    this.#header = Buffer.from(`${"0".repeat(30)} ${stream} F `, "latin1");
+    this.#pending = Buffer.allocUnsafe(this.#max + 1);
+  }
+
+  /** Bytes of an unfinished line held for the next chunk. */
+  get pending(): number {
+    return this.#pendingLength;
+  }
+
+  /** The entries `chunk` completes, as one Buffer (empty when it only extends an unfinished line). */
+  encode(chunk: Uint8Array, now = Date.now()): Buffer {
+    const n = chunk.length;
+    if (n === 0) return Buffer.alloc(0);
+    tick(now);
+    const max = this.#max;
+    let newlines = this.#newlines;
+    if (newlines.length < n) newlines = this.#newlines = new Int32Array(Math.max(n, newlines.length * 2));
+    let count = 0;
+    for (let i = 0; i < n; i++) if (chunk[i] === NL) newlines[count++] = i;
+    const content = this.#pendingLength + n;
+    const out = Buffer.allocUnsafe(content + (count + Math.ceil(content / max) + 2) * (HEADER_BYTES + 1));
+    let off = 0;
+    let start = 0;
+    // A held "\r" is content unless this chunk begins the newline it precedes.
+    if (this.#pendingLength > max && chunk[0] !== NL) off = this.#emitPending(out, off, TAG_P, max);
+    for (let k = 0; k < count; k++) {
+      const nl = newlines[k]!;
+      let end = nl;
+      if (end > start) {
+        if (chunk[end - 1] === CR) end--;
+      } else if (this.#pendingLength > 0 && this.#pending[this.#pendingLength - 1] === CR) {
+        this.#pendingLength--;
+      }
+      if (this.#pendingLength > 0) {
+        // first piece: the unfinished line topped up from this chunk
+        const take = Math.min(end - start, max - this.#pendingLength);
+        const whole = this.#pendingLength + (end - start) <= max;
+        off = this.#entry(out, off, whole ? TAG_F : TAG_P, chunk, start, start + take);
+        start += take;
+        if (whole) {
+          start = nl + 1;
+          continue;
+        }
+      }
+      while (end - start > max) {
+        off = this.#entry(out, off, TAG_P, chunk, start, start + max);
+        start += max;
+      }
+      off = this.#entry(out, off, TAG_F, chunk, start, end);
+      start = nl + 1;
+    }
+    // The tail has no newline yet: full pieces go out as P once more is known to follow.
+    for (;;) {
+      const tail = n - start;
+      const total = this.#pendingLength + tail;
+      const last = tail > 0 ? chunk[n - 1] : this.#pending[this.#pendingLength - 1];
+      if (total - (last === CR ? 1 : 0) <= max) break;
+      if (this.#pendingLength > 0) {
+        const take = max - this.#pendingLength;
+        off = this.#entry(out, off, TAG_P, chunk, start, start + take);
+        start += take;
+      } else {
+        off = this.#entry(out, off, TAG_P, chunk, start, start + max);
+        start += max;
+      }
+    }
+    if (start < n) {
+      this.#pending.set(chunk.subarray(start, n), this.#pendingLength);
+      this.#pendingLength += n - start;
+    }
+    return out.subarray(0, off);
+  }
+
+  /** At EOF: the unfinished line as P entries (a "\r" kept, as containerd keeps it), or an empty Buffer. */
+  end(now = Date.now()): Buffer {
+    if (this.#pendingLength === 0) return Buffer.alloc(0);
+    tick(now);
+    const out = Buffer.allocUnsafe(this.#pendingLength + 2 * (HEADER_BYTES + 1));
+    let off = 0;
+    while (this.#pendingLength > 0) off = this.#emitPending(out, off, TAG_P, Math.min(this.#max, this.#pendingLength));
+    return out.subarray(0, off);
+  }
+
+  /** One entry: the pending bytes (all of them), then chunk[from, to). */
+  #entry(out: Buffer, off: number, tag: number, chunk: Uint8Array, from: number, to: number): number {
+    off = this.#writeHeader(out, off, tag);
+    if (this.#pendingLength > 0) {
+      this.#pending.copy(out, off, 0, this.#pendingLength);
+      off += this.#pendingLength;
+      this.#pendingLength = 0;
+    }
+    const len = to - from;
+    if (len < 32) {
+      for (let i = 0; i < len; i++) out[off + i] = chunk[from + i]!;
+    } else {
+      out.set(chunk.subarray(from, to), off);
+    }
+    off += len;
+    out[off] = NL;
+    return off + 1;
+  }
+
+  /** An entry of the first `len` pending bytes; the rest move to the front. */
+  #emitPending(out: Buffer, off: number, tag: number, len: number): number {
+    off = this.#writeHeader(out, off, tag);
+    this.#pending.copy(out, off, 0, len);
+    off += len;
+    out[off] = NL;
+    this.#pending.copyWithin(0, len, this.#pendingLength);
+    this.#pendingLength -= len;
+    return off + 1;
+  }
+
+  #writeHeader(out: Buffer, off: number, tag: number): number {
+    const h = this.#header;
+    const iso = clockIso;
+    for (let i = 0; i < 23; i++) out[off + i] = iso[i]!;
+    let seq = nextSeq();
+    for (let i = 28; i >= 23; i--) {
+      out[off + i] = 48 + (seq % 10);
+      seq = (seq / 10) | 0;
+    }
+    out[off + 29] = 0x5a; // Z
+    for (let i = 30; i < HEADER_BYTES; i++) out[off + i] = h[i]!;
+    out[off + 38] = tag;
+    return off + HEADER_BYTES;
+  }
+}
+
+/**
+ * The log file: one write() per batch, each resolved once the kernel has it,
+ * so whoever awaits it holds no more than that batch. reopen() switches to a
+ * new file at the same path between two batches (kubelet renamed the old one).
+ */
+export class CriLogFile {
+  #fd = -1;
+  #writing: Promise<void> = Promise.resolve();
+  #reopening: Promise<void> = Promise.resolve();
+  #closed = false;
+  /** the first write error since the last reopen (the file is then skipped, as containerd goes on draining) */
+  error: Error | undefined;
+
+  constructor(readonly path: string) {}
 
   async open(): Promise<void> {
+    this.#fd = await this.#openFile();
+  }
+
+  async #openFile(): Promise<number> {
     await mkdir(dirname(this.path), { recursive: true });
-    this.#out = createWriteStream(this.path, { flags: "a", mode: 0o640 });
-    await new Promise<void>((resolve, reject) => {
-      this.#out!.once("open", () => resolve());
-      this.#out!.once("error", reject);
-    });
-    this.#out.on("error", () => undefined);
+    return open(this.path, "a", 0o640);
   }
 
-  /** After kubelet rotated the file: finish the old one, continue in a new one at the same path. */
-  async reopen(): Promise<void> {
-    const old = this.#out;
-    await this.open();
-    if (old) await new Promise<void>((r) => old.end(r));
+  /** Appends `data`; resolves when it is written (or the write failed: see `error`). Callers await one batch at a time. */
+  write(data: Uint8Array): Promise<void> {
+    const p = this.#writing.then(() => this.#writeAll(data));
+    this.#writing = p;
+    return p;
   }
 
-  #write(stream: "stdout" | "stderr", tag: "P" | "F", content: Buffer): void {
-    if (this.#closed || !this.#out) return;
-    this.#out.write(Buffer.concat([Buffer.from(`${timestamp()} ${stream} ${tag} `), content, Buffer.from("\n")]));
+  async #writeAll(data: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < data.length && this.#fd >= 0 && this.error === undefined) {
+      const fd = this.#fd;
+      try {
+        off += await new Promise<number>((resolve, reject) => writeFd(fd, data, off, data.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
+      } catch (err) {
+        this.error = err instanceof Error ? err : new Error(String(err));
+      }
+    }
   }
 
-  /** Copies `source` into the log until it ends; resolves when everything read is written. */
-  follow(source: Readable, stream: "stdout" | "stderr"): Promise<void> {
-    let pending: Buffer = Buffer.alloc(0);
-    return new Promise<void>((resolve) => {
-      source.on("data", (chunk: Buffer) => {
-        let buf = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
-        let nl: number;
-        while ((nl = buf.indexOf(NL)) !== -1) {
-          let line = buf.subarray(0, nl);
-          while (line.length > this.maxLineSize) {
-            this.#write(stream, "P", line.subarray(0, this.maxLineSize));
-            line = line.subarray(this.maxLineSize);
-          }
-          this.#write(stream, "F", line);
-          buf = buf.subarray(nl + 1);
-        }
-        while (buf.length >= this.maxLineSize) {
-          this.#write(stream, "P", buf.subarray(0, this.maxLineSize));
-          buf = buf.subarray(this.maxLineSize);
-        }
-        pending = Buffer.from(buf);
+  /** After kubelet rotated the file: the next batch goes to a new file at the same path. */
+  reopen(): Promise<void> {
+    const next = this.#reopening.then(async () => {
+      if (this.#closed) return;
+      const fd = await this.#openFile();
+      // swap between two writes, so each batch lands whole in one file
+      const swapped = this.#writing.then(() => {
+        const old = this.#fd;
+        this.#fd = fd;
+        this.error = undefined;
+        return old;
       });
-      const done = () => {
-        if (pending.length > 0) this.#write(stream, "P", pending);
-        pending = Buffer.alloc(0);
-        resolve();
-      };
-      source.once("end", done);
-      source.once("close", done);
-      source.once("error", done);
+      this.#writing = swapped.then(() => undefined);
+      const old = await swapped;
+      if (old >= 0) await close(old).catch(() => undefined);
     });
+    this.#reopening = next.catch(() => undefined);
+    return next;
   }
 
-  /** Flushes and closes the file. */
+  /** Waits for the writes in flight and closes the file. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const out = this.#out;
-    if (out) await new Promise<void>((r) => out.end(r));
+    await this.#reopening;
+    await this.#writing;
+    const fd = this.#fd;
+    this.#fd = -1;
+    if (fd >= 0) await close(fd).catch(() => undefined);
   }
 }

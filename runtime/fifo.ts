@@ -78,14 +78,25 @@ export class FifoPool implements FifoMaker {
 }
 
 /**
+ * Each read lands in `buffer` and goes to `callback` (no "data" events); a
+ * callback that returns false stops reading at once, until `stream.resume()`.
+ * Nothing is read ahead of the consumer, so a FIFO nobody keeps up with stays
+ * full and its writer blocks.
+ */
+export interface FifoOnRead {
+  buffer: Uint8Array;
+  callback: (bytes: number, buffer: Uint8Array) => boolean;
+}
+
+/**
  * Opens the read side of a FIFO without blocking. Until `release()` is called a
  * placeholder writer keeps the pipe from reporting EOF before the shim has
  * opened its end; after that, EOF means the writer (the process) is done.
  */
-export async function openFifoReader(path: string): Promise<{ stream: Socket; release: () => Promise<void> }> {
+export async function openFifoReader(path: string, onread?: FifoOnRead): Promise<{ stream: Socket; release: () => Promise<void> }> {
   const reader = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   const placeholder = await open(path, constants.O_WRONLY | constants.O_NONBLOCK);
-  const stream = new Socket({ fd: reader, readable: true, writable: false });
+  const stream = new Socket({ fd: reader, readable: true, writable: false, ...(onread && { onread }) });
   let released = false;
   return {
     stream,

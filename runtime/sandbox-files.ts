@@ -2,7 +2,7 @@
 // /etc/hostname, and a /dev/shm tmpfs (unless the pod uses the node's IPC).
 import { execFile } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -85,6 +85,8 @@ export async function removeSandboxFiles(dir: string, shmDir: string): Promise<v
   if (shmDir) {
     await run("umount", [shmDir]).catch(() => undefined);
     await rm(shmDir, { recursive: true, force: true }).catch(() => undefined);
+    // <state>/sandboxes/<id>: it holds the shm mount point only
+    await rm(dirname(shmDir), { recursive: true, force: true }).catch(() => undefined);
   }
   await rm(dir, { recursive: true, force: true });
 }

@@ -30,6 +30,8 @@ export interface Sandbox extends SandboxMeta {
   pid: number;
   /** the network was torn down (StopPodSandbox ran CNI DEL) */
   networkDown: boolean;
+  /** why it is NOTREADY, or why its state is not known yet (verbose status info) */
+  reason?: string;
 }
 
 export const sandboxNameKey = (m: cri.PodSandboxMetadata): string => `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;
