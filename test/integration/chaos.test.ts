@@ -2,21 +2,13 @@
 // crib SIGKILLed in every phase, containerd SIGKILLed during runp, a pod on a
 // hung CNI plugin, crib started while containerd is down; then the states crib
 // lists, the removal of everything, and the leftovers, found directly and by
-// crib doctor's audit.
+// crib doctor's audit. Strict: 0 leaks of every kind and 0 wrong states.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { formatSummary, runChaos, type ChaosSummary } from "../chaos/main.js";
 
-/**
- * The kinds of leftover that must be zero today. Kinds not listed here are
- * reported (in the test's output) but not yet enforced: they are the crash
- * consistency work still under way (issue 12 items 1-6); each moves here once
- * main fixes it.
- */
-const STRICT_LEAKS = ["leases"];
-
 describe("chaos: SIGKILLs at any instant, a hung plugin, containerd down", () => {
-  it("leaves no leak of the kinds already fixed, and crib doctor's audit sees what the harness sees", { timeout: 15 * 60_000 }, async (t) => {
+  it("lists only true states, removes everything, leaves nothing, and crib doctor's audit sees what the harness sees", { timeout: 15 * 60_000 }, async (t) => {
     const seed = Number(process.env["CHAOS_SEED"] ?? Math.floor(Math.random() * 2 ** 31));
     const summary: ChaosSummary = await runChaos({
       cribKills: 20, containerdKills: 2, hungPods: 1, maxPods: 5, seed, log: (line) => t.diagnostic(line),
@@ -29,8 +21,10 @@ describe("chaos: SIGKILLs at any instant, a hung plugin, containerd down", () =>
     }
     assert.equal(summary.kills.containerd.runp, 2, text);
     assert.ok(summary.kills.inFlight >= 8, `kills hit calls in flight: ${text}`);
-    for (const kind of STRICT_LEAKS) assert.deepEqual(summary.leaks[kind] ?? [], [], `${kind} leaked: ${text}`);
+    assert.deepEqual(summary.wrongStates, [], `every listed state is true: ${text}`);
     assert.deepEqual(summary.unremovable, [], `everything crib lists can be removed: ${text}`);
+    assert.deepEqual(summary.leaks, {}, `nothing is left: ${text}`);
+    assert.ok(summary.hungPods.answeredWithinMs.every((ms) => ms < 120_000), `runp on a hung plugin answers before kubelet's 2 minutes: ${text}`);
 
     // with pods live, the audit names none of their objects
     const live = summary.audit.live;
@@ -47,5 +41,7 @@ describe("chaos: SIGKILLs at any instant, a hung plugin, containerd down", () =>
     assert.equal(after.counts.shim, direct("shims"), `doctor and the harness agree on shims: ${text}`);
     assert.equal(after.counts.snapshot, direct("snapshots"), `doctor and the harness agree on snapshots: ${text}`);
     assert.equal(after.counts["ip-reservation"] + after.counts["cni-cache"], direct("ip-reservations") + direct("cni-cache"), text);
+    assert.deepEqual(after.leaks, [], `crib doctor --leaks finds nothing either: ${text}`);
+    assert.ok(summary.ok, text);
   });
 });
