@@ -43,12 +43,19 @@ async function undoneIds(env: PodEnv): Promise<string[]> {
   return (await env.crib.log()).split("\n").filter((l) => l.includes("had not finished")).map((l) => (JSON.parse(l) as { id: string }).id);
 }
 
+/** Until crib has reconciled and serves (it answers UNAVAILABLE meanwhile; on a busy node that takes a while). */
+async function serving(env: PodEnv): Promise<void> {
+  await eventually("crib to serve after reconciling", async () => ((await env.client.runtime.ListPodSandbox({})) ? true : undefined), 60_000);
+}
+
 async function crashDuring<T>(env: PodEnv, point: string, call: () => Promise<T>): Promise<void> {
   await env.crib.stopProcess("SIGTERM");
   await env.crib.startProcess({ CRIB_TEST_CRASH_AT: point });
+  await serving(env);
   await assert.rejects(call(), `the call fails: crib died at ${point}`);
   assert.equal(await env.crib.exited(), "SIGKILL", `crib killed itself at ${point}`);
   await env.crib.startProcess();
+  await serving(env);
 }
 
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
@@ -112,6 +119,7 @@ describe("crib SIGKILLed in RunPodSandbox, then restarted", () => {
       assert.equal(ipam?.length, 1, "the ADD got as far as an IP");
       await writeFile(join(env.crib.dir, "net.d", "10-test.conflist"), JSON.stringify({ cniVersion: "1.0.0", name: "crib-test", plugins: [bridge] }));
       await env.crib.startProcess();
+      await serving(env);
       const { netns: _all, ...mine } = await leftovers(env);
       assert.deepEqual(mine, { veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
       assert.deepEqual(await cribFiles(env), { rootSandboxes: [], stateSandboxes: [], rootContainers: [], stateContainers: [], cniCache: [], intents: [] });
