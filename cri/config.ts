@@ -32,7 +32,7 @@ export interface Config {
   default_runtime: string;
   containerd: { address: string; namespace: string; binary: string };
   cni: { conf_dir: string; bin_dirs: string[]; manage_from_node: boolean; add_timeout: number; del_timeout: number };
-  sandbox: { image: string; image_archive: string };
+  sandbox: { image: string; image_archive: string; netns_prefix: string };
   registry: {
     config_path: string;
     max_concurrent_downloads: number;
@@ -118,6 +118,7 @@ const schema: Table = {
       keys: {
         image: { kind: "string", default: "registry.k8s.io/pause:3.10", doc: "pause image of every pod sandbox" },
         image_archive: { kind: "string", default: "/usr/local/lib/crib/pause.tar", doc: "OCI archive imported (with ctr) when the sandbox image is missing, before pulling it; deploy/setup.sh installs crib's pause there; empty: pull only" },
+        netns_prefix: { kind: "string", default: "crib-", doc: "name prefix of the pods' network namespaces in /var/run/netns; crib's are exactly those with it, so two cribs on one node need different ones" },
       },
     },
     registry: {

@@ -96,7 +96,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const logged: string[] = [];
   const ctx: DoctorContext = {
     config: options.config,
-    netnsPrefix: options.netnsPrefix ?? DEFAULT_NETNS_PREFIX,
+    netnsPrefix: options.netnsPrefix ?? options.config?.sandbox.netns_prefix ?? DEFAULT_NETNS_PREFIX,
     leakAgeMs: options.leakAgeMs ?? 5 * 60_000,
     host: (path) => (prefix ? `${prefix.replace(/\/+$/, "")}${path}` : path),
     containerd: undefined,

@@ -57,7 +57,7 @@ export function registerNodeCommands<F extends object>(program: Command, kit: Co
     .option("--fix-leaks", "remove the leaks found (IPs through CNI DEL): netns, IP reservations, CNI cache entries, iptables rules, mounts, state directories, snapshots, container records, leases, shims")
     .option("--leaks", "only the leak audit of crib's own objects (with --json: the audit as data)")
     .option("--root-prefix <dir>", "read /proc and /sys under this directory (default $CRIB_ROOT_PREFIX)")
-    .option("--netns-prefix <prefix>", "name prefix of crib's network namespaces", "crib-")
+    .option("--netns-prefix <prefix>", "name prefix of crib's network namespaces (default: the config's sandbox.netns_prefix)")
     .option("--leak-age <duration>", "leftovers younger than this may belong to a sandbox being created, and are not leaks", "5m")
     .action(async (flags: F & DoctorFlags) => {
       const config = await loadOrExit(kit, flags);

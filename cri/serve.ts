@@ -103,7 +103,7 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     images: imageLookup(imageStore, sandboxArchiveFirst(config, containerd, log, async (ref, signal) => void (await puller.pull(ref, { signal })))),
     puller,
     imageFs,
-    netns: new NetnsManager(),
+    netns: new NetnsManager({ prefix: config.sandbox.netns_prefix }),
     cni: new CniNetwork({ config: () => cniState.current(), binDirs: config.cni.bin_dirs, cacheDir: join(config.root, "cni-cache"), log: log.child({ component: "cni" }),
       addTimeoutMs: config.cni.add_timeout, delTimeoutMs: config.cni.del_timeout,
       observe: (command, seconds, failed) => metrics.cniDone(command, seconds, !failed) }),

@@ -177,7 +177,6 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     };
     const runPod = async (config: cri.PodSandboxConfig__Input): Promise<string> => {
       const { pod_sandbox_id } = await client().runtime.RunPodSandbox({ config });
-      knownIds.add(pod_sandbox_id);
       pods.set(pod_sandbox_id, config);
       return pod_sandbox_id;
     };
@@ -357,7 +356,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   } finally {
     await env.close().catch((err: unknown) => opts.log(`cleanup: ${message(err)}`));
     // what close() cannot know of: the hung plugins and the netns, IPs and rules of sandboxes crib lost
-    await cleanupAfter({ marker, bridge: env.bridge, networkName }).catch(() => undefined);
+    await cleanupAfter({ marker, bridge: env.bridge, networkName, netnsPrefix: env.crib.netnsPrefix }).catch(() => undefined);
     await rm(own, { recursive: true, force: true });
   }
   const leakCount = Object.values(summary.leaks).reduce((a, l) => a + l.length, 0);
@@ -388,14 +387,13 @@ async function checkStates(env: PodEnv, when: string): Promise<string[]> {
     const c = env.containerd.client(NAMESPACE);
     try {
       const pods = (await env.client.runtime.ListPodSandbox({})).items;
-      for (const p of pods) knownIds.add(p.id);
       const containers = (await env.client.runtime.ListContainers({})).containers;
       const { tasks } = await c.tasks.List({});
       const running = new Set(tasks.filter((t) => t.status === "RUNNING").map((t) => t.id));
       for (const p of pods) {
         const ready = p.state === "SANDBOX_READY";
         if (ready !== running.has(p.id)) wrong.push(`${when}: sandbox ${p.id.slice(0, 12)} is ${p.state} but its pause task ${running.has(p.id) ? "runs" : "does not run"}`);
-        if (ready && !(await exists(`/var/run/netns/crib-${p.id}`))) wrong.push(`${when}: sandbox ${p.id.slice(0, 12)} is READY without its netns`);
+        if (ready && !(await exists(`/var/run/netns/${env.crib.netnsPrefix}${p.id}`))) wrong.push(`${when}: sandbox ${p.id.slice(0, 12)} is READY without its netns`);
       }
       for (const ctr of containers) {
         const isRunning = ctr.state === "CONTAINER_RUNNING";
@@ -482,18 +480,13 @@ async function leftovers(env: PodEnv, p: Private): Promise<Record<string, string
     for (const id of await entries(base)) dirs.push(join(base, id));
   }
   add("state-dirs", dirs);
-  // the netns of every sandbox the harness heard of (runp, List) or that crib's leftover files name
-  for (const f of out["cni-cache"] ?? []) knownIds.add(f.replace(/\.json$/, ""));
-  for (const d of dirs) knownIds.add(d.split("/").pop() ?? "");
   const { stdout: netns } = await run("ip", ["netns", "list"]);
-  const ours = netns.split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) => n.startsWith("crib-") && knownIds.has(n.slice(5)));
+  // the test crib's netns prefix is its own: every netns with it is this run's
+  const ours = netns.split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) => n.startsWith(env.crib.netnsPrefix));
   add("netns", ours);
   add("plugin-processes", await processesWith(p.marker));
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v.length > 0));
 }
-
-/** Every sandbox id the harness heard of (from RunPodSandbox and List). */
-const knownIds = new Set<string>();
 
 async function processesWith(marker: string): Promise<string[]> {
   const found: string[] = [];
@@ -505,12 +498,12 @@ async function processesWith(marker: string): Promise<string[]> {
   return found;
 }
 
-async function cleanupAfter(p: { marker: string; bridge: string; networkName: string }): Promise<void> {
+async function cleanupAfter(p: { marker: string; bridge: string; networkName: string; netnsPrefix: string }): Promise<void> {
   for (const line of await processesWith(p.marker)) {
     try { process.kill(Number(line.split(" ")[0]), "SIGKILL"); } catch { /* gone */ }
   }
   const { stdout: netns } = await run("ip", ["netns", "list"]);
-  for (const name of netns.split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) => n.startsWith("crib-") && knownIds.has(n.slice(5)))) {
+  for (const name of netns.split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) => n.startsWith(p.netnsPrefix))) {
     await run("ip", ["netns", "delete", name]).catch(() => undefined);
   }
   await run("ip", ["link", "del", p.bridge]).catch(() => undefined);

@@ -79,11 +79,11 @@ describe("crib SIGKILLed in RunPodSandbox, then restarted", () => {
       await crashDuring(env, point, () => env.runPod(name));
       const { items } = await env.client.runtime.ListPodSandbox({});
       assert.deepEqual(items.map((i) => i.metadata?.name), [], "no sandbox listed");
-      assert.deepEqual(await leftovers(env).then(({ netns: _all, ...mine }) => mine), { veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
+      assert.deepEqual(await leftovers(env), { netns: [], veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
       assert.deepEqual(await cribFiles(env), { rootSandboxes: [], stateSandboxes: [], rootContainers: [], stateContainers: [], cniCache: [], intents: [] });
       const undone = await undoneIds(env);
       assert.ok(undone.length >= 1, "the restart undid the recorded sandbox");
-      for (const id of undone) assert.equal(await exists(`/var/run/netns/crib-${id}`), false, `netns of ${id.slice(0, 12)} removed`);
+      for (const id of undone) assert.equal(await exists(`/var/run/netns/${env.crib.netnsPrefix}${id}`), false, `netns of ${id.slice(0, 12)} removed`);
 
       const pod = await env.runPod(name);
       const status = await env.client.runtime.PodSandboxStatus({ pod_sandbox_id: pod.id });
@@ -120,8 +120,7 @@ describe("crib SIGKILLed in RunPodSandbox, then restarted", () => {
       await writeFile(join(env.crib.dir, "net.d", "10-test.conflist"), JSON.stringify({ cniVersion: "1.0.0", name: "crib-test", plugins: [bridge] }));
       await env.crib.startProcess();
       await serving(env);
-      const { netns: _all, ...mine } = await leftovers(env);
-      assert.deepEqual(mine, { veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
+      assert.deepEqual(await leftovers(env), { netns: [], veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
       assert.deepEqual(await cribFiles(env), { rootSandboxes: [], stateSandboxes: [], rootContainers: [], stateContainers: [], cniCache: [], intents: [] });
     } finally {
       await writeFile(env.crib.configPath, original);
@@ -148,7 +147,8 @@ describe("crib SIGKILLed in CreateContainer and StartContainer, then restarted",
 
   /** Only the pod's own objects remain, and it is READY with its pause running. */
   async function onlyThePod(): Promise<void> {
-    const { netns: _all, veths: _v, ipam: _i, mounts: _m, ...ctd } = await leftovers(env);
+    const { netns, veths: _v, ipam: _i, mounts: _m, ...ctd } = await leftovers(env);
+    assert.deepEqual(netns, [`${env.crib.netnsPrefix}${pod.id}`]);
     assert.deepEqual(ctd, { containers: [pod.id], tasks: [pod.id], snapshots: [pod.id] });
     assert.deepEqual(await cribFiles(env), {
       rootSandboxes: [pod.id], stateSandboxes: [pod.id], rootContainers: [], stateContainers: [], cniCache: [pod.id], intents: [],
@@ -262,8 +262,7 @@ describe("a CNI plugin that hangs in ADD", () => {
     for (const pid of (await readFile(pids, "utf8")).split(/\s+/).filter(Boolean).map(Number)) {
       await eventually(`process ${pid} of the hung plugin is gone`, async () => ((await alive(pid)) ? undefined : true), 5000);
     }
-    const { netns: _all, ...mine } = await leftovers(env);
-    assert.deepEqual(mine, { veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
+    assert.deepEqual(await leftovers(env), { netns: [], veths: [], ipam: [], mounts: [], containers: [], tasks: [], snapshots: [] });
     assert.deepEqual(await cribFiles(env), { rootSandboxes: [], stateSandboxes: [], rootContainers: [], stateContainers: [], cniCache: [], intents: [] });
     assert.deepEqual(await shimsOf(env, []), []);
   });

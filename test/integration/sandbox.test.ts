@@ -31,7 +31,7 @@ describe("pod sandboxes", () => {
     assert.equal(status?.metadata?.name, "web");
     const verbose = JSON.parse(info["info"] ?? "{}") as { pid: number; netnsPath: string; runtimeSpec: { process: { args: string[] }; linux: { namespaces: { type: string; path?: string }[] } } };
     assert.ok(verbose.pid > 0);
-    assert.match(verbose.netnsPath, /^\/var\/run\/netns\/crib-/);
+    assert.ok(verbose.netnsPath.startsWith(`/var/run/netns/${env.crib.netnsPrefix}`), verbose.netnsPath);
     assert.deepEqual(verbose.runtimeSpec.process.args, ["/pause"], "crictl inspectp shows the spec, as with containerd");
     assert.equal(verbose.runtimeSpec.linux.namespaces.find((n) => n.type === "network")?.path, verbose.netnsPath);
     const listed = await env.client.runtime.ListPodSandbox({ filter: { label_selector: { app: "web" } } });
