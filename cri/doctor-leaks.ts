@@ -14,7 +14,7 @@
 // host-local can hand out twice).
 import { execFile } from "node:child_process";
 import { readdir, readFile, rm, stat } from "node:fs/promises";
-import { basename, join, relative } from "node:path";
+import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import type { Check, DoctorContext, Leak, Verdict } from "./doctor.js";
 import { KIND_LABEL, SANDBOX_EXTENSION } from "./store/sandboxes.js";
@@ -26,6 +26,7 @@ import { loadNetworkConfig, type NetworkConfigList } from "../cni/config.js";
 import { CniNetwork, type CachedAttachment } from "../cni/network.js";
 import { imageVolumeOwner } from "../runtime/image-volume.js";
 import { mountPoints } from "../runtime/mount.js";
+import { listShims } from "../runtime/containerd/shims.js";
 
 const run = promisify(execFile);
 /** host-local's default data directory; a network config's ipam.dataDir overrides it. */
@@ -396,20 +397,9 @@ const leaseLeaks = needsContainerd("leaked-leases", async (ctx, c) => {
   return leakVerdict("leaked-leases", ["lease", "leases"], leaks, `namespace ${ctx.config.containerd.namespace}`);
 });
 
-/** containerd-shim-runc-v2 processes of crib's namespace on crib's containerd: pid and -id. */
+/** containerd-shim-runc-v2 processes of crib's namespace on crib's containerd (a shim of another containerd may serve a namespace of the same name). */
 export async function shimsOf(namespace: string, address: string): Promise<Array<{ pid: number; id: string; name: string }>> {
-  const shims: Array<{ pid: number; id: string; name: string }> = [];
-  for (const entry of await entries("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
-    if (!basename(argv[0] ?? "").startsWith("containerd-shim")) continue;
-    const arg = (flag: string): string | undefined => { const i = argv.indexOf(flag); return i >= 0 ? argv[i + 1] : undefined; };
-    // a shim of another containerd may serve a namespace of the same name
-    if (arg("-namespace") !== namespace || arg("-address") !== address) continue;
-    const id = arg("-id");
-    if (id) shims.push({ pid: Number(entry), id, name: basename(argv[0] ?? "") });
-  }
-  return shims;
+  return (await listShims()).filter((s) => s.namespace === namespace && s.address === address).map((s) => ({ pid: s.pid, id: s.id, name: "containerd-shim-runc-v2" }));
 }
 
 async function childrenOf(pid: number): Promise<number[]> {
