@@ -29,7 +29,7 @@ export async function removeSandbox(deps: Deps, sandbox: Sandbox, ctx: CallConte
   await deleteContainer(deps.containerd, sandbox.id, ctx.signal);
   deps.sandboxes.delete(sandbox.id);
   await deps.intents.done("sandbox-remove", sandbox.id);
-  reapShimLater(deps, sandbox.id);
+  reapShimLater(deps, sandbox.id, sandbox.shimPid);
   sandboxEvent(deps, "CONTAINER_DELETED_EVENT", sandbox);
   ctx.log.info({ sandbox: sandbox.id.slice(0, 12) }, "sandbox removed");
 }

@@ -12,6 +12,7 @@ import { sandboxEvent } from "./container-events.js";
 import { allSettled } from "./rollback.js";
 import type { SandboxParts } from "./intents.js";
 import { DEFAULT_IFNAME } from "../cni/network.js";
+import { parentShim } from "../runtime/containerd/shims.js";
 
 /** What the intent journal records of a sandbox being stopped or removed. */
 export function sandboxParts(sandbox: Sandbox): SandboxParts {
@@ -58,6 +59,9 @@ async function stopPause(deps: Deps, sandbox: Sandbox, signal: AbortSignal): Pro
   const task = await taskState(deps.containerd, sandbox.id, signal);
   if (!task) return;
   if (task.status !== "STOPPED") {
+    // the pause's parent is its shim: known now, it can be ended if containerd leaves it behind
+    const shim = sandbox.shimPid === undefined && task.pid > 0 ? await parentShim(task.pid) : undefined;
+    if (shim) sandbox.shimPid = shim.pid;
     // Wait answers when the task exits: no polling delay on the pod's stop path
     const exited = deps.containerd.tasks.Wait({ container_id: sandbox.id }, AbortSignal.any([signal, AbortSignal.timeout(10_000)]));
     await killTask(deps.containerd, sandbox.id, 9, { all: true }, signal);

@@ -3,12 +3,15 @@
 // blocked. Those of crib's own namespace and containerd that serve no task and
 // have no child process are ended. Never another namespace's or containerd's.
 import type { Deps } from "./deps.js";
-import { hasChildren, listShims } from "../runtime/containerd/shims.js";
+import { hasChildren, listShims, shimOf, type ShimProcess } from "../runtime/containerd/shims.js";
 
-/** Ends crib's idle shims (of group `only`, when given); how many. Call it when no task can be starting in those groups. */
-export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: AbortSignal, only?: string): Promise<number> {
-  const mine = (await listShims()).filter((s) =>
-    s.namespace === deps.containerd.namespace && s.address === deps.containerd.address && (only === undefined || s.id === only));
+/**
+ * Ends crib's idle shims (only the one of group `only.id` running as
+ * `only.pid`, when given); how many. Call it when no task can be starting in those groups.
+ */
+export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: AbortSignal, only?: { id: string; pid: number }): Promise<number> {
+  const candidates = only ? [await shimOf(only.pid)].filter((s): s is ShimProcess => s?.id === only.id) : await listShims();
+  const mine = candidates.filter((s) => s.namespace === deps.containerd.namespace && s.address === deps.containerd.address);
   if (mine.length === 0) return 0;
   const [{ tasks }, { containers }] = await Promise.all([deps.containerd.tasks.List({}, signal), deps.containerd.containers.List({}, signal)]);
   // a pod's containers run in its sandbox's shim
@@ -32,10 +35,15 @@ export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: 
   return reaped;
 }
 
-/** After RemovePodSandbox: containerd shuts the shim down by itself; if it is still there a moment later, end it. */
-export function reapShimLater(deps: Pick<Deps, "containerd" | "log">, sandboxId: string, afterMs = 2000): void {
+/**
+ * After RemovePodSandbox: containerd shuts the shim down by itself; if it is
+ * still there a moment later, end it. `shimPid` was read while the pause ran
+ * (its parent); without it the next start-up's sweep finds the shim.
+ */
+export function reapShimLater(deps: Pick<Deps, "containerd" | "log">, sandboxId: string, shimPid: number | undefined, afterMs = 2000): void {
+  if (shimPid === undefined) return;
   setTimeout(() => {
-    void reapShims(deps, AbortSignal.timeout(10_000), sandboxId).catch((err: unknown) =>
+    void reapShims(deps, AbortSignal.timeout(10_000), { id: sandboxId, pid: shimPid }).catch((err: unknown) =>
       deps.log.debug({ err: String(err), sandbox: sandboxId.slice(0, 12) }, "shim check after removal failed"));
   }, afterMs).unref();
 }

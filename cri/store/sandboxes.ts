@@ -32,6 +32,8 @@ export interface Sandbox extends SandboxMeta {
   networkDown: boolean;
   /** why it is NOTREADY, or why its state is not known yet (verbose status info) */
   reason?: string;
+  /** the pause's shim, read before the pause is killed, to end the shim if containerd leaves it behind */
+  shimPid?: number;
 }
 
 export const sandboxNameKey = (m: cri.PodSandboxMetadata): string => `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;

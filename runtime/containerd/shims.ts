@@ -17,17 +17,32 @@ const flag = (args: string[], name: string): string | undefined => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 
-/** Every runc v2 shim on the host, from /proc. */
+/** The shim running as `pid`, if that process is one. */
+export async function shimOf(pid: number, proc = "/proc"): Promise<ShimProcess | undefined> {
+  const args = await readFile(`${proc}/${pid}/cmdline`, "utf8").then((t) => t.split("\0").filter(Boolean), () => [] as string[]);
+  if (!args[0]?.endsWith("containerd-shim-runc-v2")) return undefined;
+  const namespace = flag(args, "-namespace");
+  const id = flag(args, "-id");
+  const address = flag(args, "-address");
+  if (!namespace || !id || !address || args.includes("delete") || args.includes("start")) return undefined;
+  return { pid, namespace, id, address };
+}
+
+/** The shim whose child `pid` is (a task's process: its parent is the shim). */
+export async function parentShim(pid: number, proc = "/proc"): Promise<ShimProcess | undefined> {
+  const stat = await readFile(`${proc}/${pid}/stat`, "utf8").catch(() => "");
+  // pid (comm) state ppid …; comm may hold spaces and parentheses
+  const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  return Number.isInteger(ppid) && ppid > 1 ? shimOf(ppid, proc) : undefined;
+}
+
+/** Every runc v2 shim on the host, from /proc (one read per process: for start-up, not request paths). */
 export async function listShims(proc = "/proc"): Promise<ShimProcess[]> {
   const shims: ShimProcess[] = [];
   for (const name of await readdir(proc).catch(() => [] as string[])) {
     if (!/^\d+$/.test(name)) continue;
-    const args = await readFile(`${proc}/${name}/cmdline`, "utf8").then((t) => t.split("\0").filter(Boolean), () => [] as string[]);
-    if (!args[0]?.endsWith("containerd-shim-runc-v2")) continue;
-    const namespace = flag(args, "-namespace");
-    const id = flag(args, "-id");
-    const address = flag(args, "-address");
-    if (namespace && id && address && !args.includes("delete") && !args.includes("start")) shims.push({ pid: Number(name), namespace, id, address });
+    const shim = await shimOf(Number(name), proc);
+    if (shim) shims.push(shim);
   }
   return shims;
 }

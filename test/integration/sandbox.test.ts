@@ -216,8 +216,15 @@ describe("sandbox leaks", () => {
     const left = await leftovers(env);
     // other test files run pods at the same time: a netns with a process in it is a live pod's
     const empty = async (n: string) => (await run("ip", ["netns", "pids", n]).then((r) => r.stdout.trim(), () => "")) === "";
-    const isLeak = async (n: string) => !netnsBefore.includes(n) && (await empty(n)) && (await new Promise((r) => setTimeout(r, 2000)), await empty(n))
-      && (await run("ip", ["netns", "list"])).stdout.includes(n);
+    // ... and one that goes within 10 s is another crib's being reconciled after a crash (test/integration/recover.test.ts)
+    const stays = async (n: string) => {
+      for (let i = 0; i < 20; i++) {
+        if (!(await run("ip", ["netns", "list"])).stdout.includes(n) || !(await empty(n))) return false;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      return true;
+    };
+    const isLeak = async (n: string) => !netnsBefore.includes(n) && (await stays(n));
     const candidates = left["netns"] ?? [];
     left["netns"] = [];
     for (const n of candidates) if (await isLeak(n)) left["netns"].push(n);
