@@ -37,6 +37,10 @@ export interface Config {
     config_path: string;
     max_concurrent_downloads: number;
     progress_timeout: number;
+    connect_timeout: number;
+    response_header_timeout: number;
+    max_resumes: number;
+    failed_pull_keep: number;
     hosts: Record<string, RegistryHost>;
   };
   streaming: {
@@ -125,7 +129,11 @@ const schema: Table = {
       keys: {
         config_path: { kind: "string", default: "/etc/crib/certs.d", doc: "certs.d directory of <host>/hosts.toml files (containerd's format)" },
         max_concurrent_downloads: { kind: "int", default: 3, doc: "layers of one image downloaded at once" },
-        progress_timeout: { kind: "duration", default: 300_000, doc: "a transfer making no progress this long is cut" },
+        progress_timeout: { kind: "duration", default: 30_000, doc: "a transfer that moves no bytes this long is cut (then resumed, up to max_resumes)" },
+        connect_timeout: { kind: "duration", default: 10_000, doc: "a registry that takes longer to accept the TCP connection is not reachable" },
+        response_header_timeout: { kind: "duration", default: 30_000, doc: "a request whose response headers take longer has stalled" },
+        max_resumes: { kind: "int", default: 3, doc: "times a broken or stalled blob download resumes at the bytes it has before the pull fails" },
+        failed_pull_keep: { kind: "duration", default: 600_000, doc: "what a failed pull downloaded is kept this long for the next attempt, then crib deletes its lease; 0s deletes it at once" },
       },
       // [registry.hosts."<host>"] tables
     },

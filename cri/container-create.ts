@@ -9,7 +9,7 @@ import type { Deps } from "./deps.js";
 import { Rollback } from "./rollback.js";
 import { newId, nowNanos } from "./sandbox-run.js";
 import { CONTAINER_EXTENSION, containerNameKey, type Container, type ContainerMeta } from "./store/containers.js";
-import { KIND_LABEL } from "./store/sandboxes.js";
+import { KIND_LABEL, type Sandbox } from "./store/sandboxes.js";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, required } from "../runtime/errors.js";
 import { createContainer, deleteContainer, prepareSnapshot, removeSnapshot } from "../runtime/containerd/tasks.js";
 import { layerDirs, withTempMount, type MountSpec } from "../runtime/mount.js";
@@ -27,14 +27,29 @@ import { containerEvent } from "./container-events.js";
 import { imageVolumeMounts, prepareImageVolumes } from "./image-volumes.js";
 import type { Intent } from "./intents.js";
 import { crashPoint } from "./crash-point.js";
+import { containerInSandbox, logTarget } from "./validate.js";
+import { resourcesInForce } from "../runtime/spec/resources.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
-  const sandbox = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+  const found = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
+  // shared with other creates and starts in the pod; a stop or remove waits, or is waited for
+  return deps.sandboxLocks.shared(found.id, () => create(deps, req, ctx, found));
+}
+
+async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext, found: Sandbox): Promise<cri.CreateContainerResponse__Input> {
+  if (deps.sandboxes.find(found.id) !== found) throw notFound(`pod sandbox ${found.id} was removed`);
+  const sandbox = found;
   const config = required(req.config, "config");
   const metadata = required(config.metadata, "config.metadata");
   required(metadata.name, "config.metadata.name");
   const imageRef = required(config.image?.image, "config.image.image");
   if (sandbox.state !== "SANDBOX_READY") throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
+  // checked against the sandbox crib stored, never the request's sandbox_config copy
+  const nsOpts = config.linux?.security_context?.namespace_options;
+  const target = nsOpts?.pid === "TARGET" ? deps.containers.get(required(nsOpts.target_id, "config.linux.security_context.namespace_options.target_id")) : undefined;
+  containerInSandbox(config, sandbox, target?.sandboxId);
+  const logPath = sandbox.config.log_directory && config.log_path ? join(sandbox.config.log_directory, config.log_path) : "";
+  await logTarget("pod sandbox log_directory", sandbox.config.log_directory, logPath);
   const handlerName = sandbox.runtimeHandler || deps.config.default_runtime;
   const rro = config.mounts.find((m) => m.recursive_read_only);
   if (rro && !deps.runtimeFeatures.get(handlerName)?.recursiveReadOnly) {
@@ -84,11 +99,9 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   const seccomp = seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? "", "", "unconfined", "config.linux.security_context");
   const seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
   let targetPid: number | undefined;
-  const nsOpts = sc?.namespace_options;
-  if (nsOpts?.pid === "TARGET") {
-    const target = deps.containers.get(nsOpts.target_id);
+  if (target) {
     const t = await taskState(deps.containerd, target.id, signal);
-    if (!t || t.status !== "RUNNING") throw failedPrecondition(`target container ${nsOpts.target_id} for the PID namespace is not running`);
+    if (!t || t.status !== "RUNNING") throw failedPrecondition(`target container ${target.id} for the PID namespace is not running`);
     targetPid = t.pid;
   }
   const files = filePaths(sandbox.dir, sandbox.shmDir);
@@ -107,7 +120,6 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
   }), cdi);
   for (const w of warnings) log.warn({ warning: w }, "container spec");
 
-  const logPath = sandbox.config.log_directory && config.log_path ? join(sandbox.config.log_directory, config.log_path) : "";
   const meta: ContainerMeta = {
     id, sandboxId: sandbox.id, config, createdAt: nowNanos(),
     imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,
@@ -135,7 +147,7 @@ export async function createContainerRpc(deps: Deps, req: cri.CreateContainerReq
 
   const container: Container = {
     ...meta,
-    status: { state: "CONTAINER_CREATED", pid: 0, startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", resources: config.linux?.resources ?? null },
+    status: { state: "CONTAINER_CREATED", pid: 0, startedAt: "0", finishedAt: "0", exitCode: 0, reason: "", message: "", resources: resourcesInForce(null, config.linux?.resources, deps.host) },
   };
   await deps.containers.setStatus(container, {});
   deps.containers.add(container);

@@ -32,6 +32,7 @@ export async function removeContainer(deps: Deps, c: Container, ctx: CallContext
   await deleteContainer(deps.containerd, c.id, ctx.signal);
   await deps.io.get(c.id)?.remove();
   deps.io.delete(c.id);
+  deps.containers.retire(c);
   await rm(containerStateDir(deps, c.id), { recursive: true, force: true });
   await deps.containers.removeFiles(c.id);
   deps.containers.delete(c.id);

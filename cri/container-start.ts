@@ -4,14 +4,22 @@ import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { nowNanos } from "./sandbox-run.js";
-import { failedPrecondition, internal, required } from "../runtime/errors.js";
+import { failedPrecondition, internal, notFound, required } from "../runtime/errors.js";
+import type { Container } from "./store/containers.js";
 import { startTask } from "../runtime/containerd/tasks.js";
 import { containerEvent } from "./container-events.js";
 import { crashPoint } from "./crash-point.js";
 import { containerParts } from "./container-remove.js";
 
 export async function startContainer(deps: Deps, req: cri.StartContainerRequest, ctx: CallContext): Promise<cri.StartContainerResponse__Input> {
-  const c = deps.containers.get(required(req.container_id, "container_id"));
+  const found = deps.containers.get(required(req.container_id, "container_id"));
+  return deps.sandboxLocks.shared(found.sandboxId, () => start(deps, found, ctx));
+}
+
+async function start(deps: Deps, c: Container, ctx: CallContext): Promise<cri.StartContainerResponse__Input> {
+  // removed (with its pod, or on its own) while this call waited
+  if (deps.containers.find(c.id) !== c) throw notFound(`container ${c.id} was removed`);
+  if (deps.sandboxes.find(c.sandboxId) === undefined) throw notFound(`container ${c.id}: its pod sandbox ${c.sandboxId} was removed`);
   if (c.status.state !== "CONTAINER_CREATED") throw failedPrecondition(`container ${c.id} is ${c.status.state.replace("CONTAINER_", "").toLowerCase()}, not created`);
   const sandbox = deps.sandboxes.get(c.sandboxId);
   if (sandbox.state !== "SANDBOX_READY") throw failedPrecondition(`container ${c.id}: its pod sandbox ${sandbox.id} is not ready`);

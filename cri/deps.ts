@@ -14,6 +14,7 @@ import type { SandboxStore, Sandbox } from "./store/sandboxes.js";
 import type { ContainerStore } from "./store/containers.js";
 import type { ImageStore } from "./store/images.js";
 import type { OutlivingWork } from "./outlive.js";
+import type { SandboxLocks } from "./sandbox-lock.js";
 import type { ContainerIo } from "../runtime/container-io.js";
 import type { StreamingServer } from "../runtime/streaming/server.js";
 import type { ImagePuller } from "../runtime/image/pull.js";
@@ -78,6 +79,8 @@ export interface Deps {
   sandboxes: SandboxStore;
   containers: ContainerStore;
   sandboxRuns: OutlivingWork<Sandbox>;
+  /** the lifecycle lock of each sandbox: creates and starts share it, stop and remove hold it alone */
+  sandboxLocks: SandboxLocks;
   /** stdio of the containers this crib process holds open */
   io: Map<string, ContainerIo>;
   /** samples for the stats and metrics rpcs (keeps the previous CPU sample) */

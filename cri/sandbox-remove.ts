@@ -15,7 +15,10 @@ import { reapShimLater } from "./shim-reaper.js";
 export async function removePodSandbox(deps: Deps, req: cri.RemovePodSandboxRequest, ctx: CallContext): Promise<cri.RemovePodSandboxResponse__Input> {
   const sandbox = deps.sandboxes.find(required(req.pod_sandbox_id, "pod_sandbox_id"));
   if (!sandbox) return {};
-  await removeSandbox(deps, sandbox, ctx);
+  // alone in the sandbox: every create and start in it has finished, none begins
+  await deps.sandboxLocks.exclusive(sandbox.id, async () => {
+    if (deps.sandboxes.find(sandbox.id) === sandbox) await removeSandbox(deps, sandbox, ctx);
+  });
   return {};
 }
 

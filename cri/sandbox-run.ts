@@ -21,6 +21,7 @@ import { removeTask } from "./reconciler.js";
 import type { Intent, SandboxParts } from "./intents.js";
 import { crashPoint } from "./crash-point.js";
 import { DEFAULT_IFNAME } from "../cni/network.js";
+import { logTarget } from "./validate.js";
 
 const RUN_TIMEOUT_MS = 4 * 60_000;
 
@@ -52,7 +53,7 @@ const hostIpc = (config: cri.PodSandboxConfig): boolean =>
 function capabilityArgs(config: cri.PodSandboxConfig, ipRanges: IpRanges | undefined): CapabilityArgs {
   const portMappings = config.port_mappings
     .filter((p) => p.host_port > 0)
-    .map((p) => ({ hostPort: p.host_port, containerPort: p.container_port, protocol: p.protocol.toLowerCase() as "tcp" | "udp" | "sctp", ...(p.host_ip ? { hostIP: p.host_ip } : {}) }));
+    .map((p) => ({ hostPort: p.host_port, containerPort: p.container_port, protocol: String(p.protocol).toLowerCase() as "tcp" | "udp" | "sctp", ...(p.host_ip ? { hostIP: p.host_ip } : {}) }));
   return { ...(portMappings.length > 0 ? { portMappings } : {}), ...(ipRanges ? { ipRanges } : {}) };
 }
 
@@ -70,6 +71,7 @@ function addDeadline(deps: Deps, ctx: CallContext, signal: AbortSignal): AbortSi
 export async function runPodSandbox(deps: Deps, req: cri.RunPodSandboxRequest, ctx: CallContext): Promise<cri.RunPodSandboxResponse__Input> {
   const config = validate(req.config);
   const { name: handlerName } = runtimeHandlerOf(deps, req.runtime_handler);
+  await logTarget("config.log_directory", config.log_directory);
   const key = sandboxNameKey(config.metadata);
   const holder = deps.sandboxes.holder(key);
   if (holder !== undefined && !deps.sandboxRuns.has(key)) {

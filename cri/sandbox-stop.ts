@@ -26,7 +26,9 @@ export function sandboxParts(sandbox: Sandbox): SandboxParts {
 export async function stopPodSandbox(deps: Deps, req: cri.StopPodSandboxRequest, ctx: CallContext): Promise<cri.StopPodSandboxResponse__Input> {
   const sandbox = deps.sandboxes.find(required(req.pod_sandbox_id, "pod_sandbox_id"));
   if (!sandbox) return {};
-  await stopSandbox(deps, sandbox, ctx);
+  await deps.sandboxLocks.exclusive(sandbox.id, async () => {
+    if (deps.sandboxes.find(sandbox.id) === sandbox) await stopSandbox(deps, sandbox, ctx);
+  });
   return {};
 }
 

@@ -22,6 +22,7 @@ import { SandboxStore } from "./store/sandboxes.js";
 import { ContainerStore } from "./store/containers.js";
 import { ImageStore } from "./store/images.js";
 import { OutlivingWork } from "./outlive.js";
+import { SandboxLocks } from "./sandbox-lock.js";
 import { imageLookup } from "./image-lookup.js";
 import { sandboxArchiveFirst } from "./sandbox-image.js";
 import { ImagePuller } from "../runtime/image/pull.js";
@@ -88,12 +89,16 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
   const registry = new RegistryClient({
     hosts: { configPath: config.registry.config_path, hosts: config.registry.hosts },
     progressTimeoutMs: config.registry.progress_timeout,
+    connectTimeoutMs: config.registry.connect_timeout,
+    responseHeaderTimeoutMs: config.registry.response_header_timeout,
     userAgent: `crib/${base.version}`,
   });
   const puller = new ImagePuller({
     containerd, registry, maxConcurrentDownloads: config.registry.max_concurrent_downloads,
     sandboxImage: config.sandbox.image, log: log.child({ component: "pull" }),
     onDownloaded: (bytes) => metrics.imageBytesDownloaded(bytes),
+    maxResumes: config.registry.max_resumes,
+    failedPullKeepMs: config.registry.failed_pull_keep,
   });
   const imageFs = new ImageFsUsage(containerd);
   const imageStore = new ImageStore(containerd, () => deps.events);
@@ -116,8 +121,9 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     containers: new ContainerStore(join(config.root, "containers")),
     sandboxRuns: new OutlivingWork(async (sandbox) => {
       log.warn({ sandbox: sandbox.id }, "removing a sandbox whose RunPodSandbox nobody picked up");
-      await removeSandbox(deps, sandbox, { signal: AbortSignal.timeout(120_000), log });
+      await deps.sandboxLocks.exclusive(sandbox.id, () => removeSandbox(deps, sandbox, { signal: AbortSignal.timeout(120_000), log }));
     }),
+    sandboxLocks: new SandboxLocks(),
     io: new Map(),
     stats: new StatsCollector({ containerd, imageFs }),
     containerEvents,

@@ -3,7 +3,8 @@
 import type { UntypedServiceImplementation, handleServerStreamingCall, handleUnaryCall } from "@grpc/grpc-js";
 import type { RuntimeServiceHandlers } from "../proto/gen/cri/runtime/v1/RuntimeService.js";
 import type { ImageServiceHandlers } from "../proto/gen/cri/runtime/v1/ImageService.js";
-import { loadCri } from "../proto/load.js";
+import { criDefinitions, loadCri } from "../proto/load.js";
+import { WireCheck, requestChecker } from "./validate.js";
 import type { Deps } from "./deps.js";
 import { serverStream, unary, type CallContext, type CallObserver } from "./rpc.js";
 import type { ServiceBinding } from "./server.js";
@@ -108,16 +109,18 @@ function whenReconciled(deps: Deps, method: string): void {
   }
 }
 
+// Every request passes cri/validate.ts before its handler runs.
 function bind<H>(service: string, impl: Impl<H>, deps: Deps, observer?: CallObserver, streams: StreamImpl<H> = {}): UntypedServiceImplementation {
   const out: UntypedServiceImplementation = {};
+  const check = requestChecker(new WireCheck(criDefinitions(), "runtime.v1"), service, deps.host);
   for (const [name, fn] of Object.entries(impl) as [string, (deps: Deps, req: unknown, ctx: CallContext) => Promise<unknown>][]) {
     const method = `${service}/${name}`;
-    out[name] = unary(method, deps.log, async (req, ctx) => { whenReconciled(deps, method); return fn(deps, req, ctx); }, observer);
+    out[name] = unary(method, deps.log, async (req, ctx) => { whenReconciled(deps, method); check(name, req); return fn(deps, req, ctx); }, observer);
   }
   type AnyStream = (deps: Deps, req: unknown, send: (res: unknown) => Promise<void>, ctx: CallContext) => Promise<void>;
   for (const [name, fn] of Object.entries(streams) as [string, AnyStream][]) {
     const method = `${service}/${name}`;
-    out[name] = serverStream(method, deps.log, async (req, send, ctx) => { whenReconciled(deps, method); return fn(deps, req, send, ctx); });
+    out[name] = serverStream(method, deps.log, async (req, send, ctx) => { whenReconciled(deps, method); check(name, req); return fn(deps, req, send, ctx); });
   }
   return out;
 }

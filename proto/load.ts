@@ -63,10 +63,17 @@ function loaderOptions(dir: string): Options {
 }
 
 let cri: CriProtoGrpcType | undefined;
+let criDefs: PackageDefinition | undefined;
+
+/** The CRI's message and service descriptors, as proto-loader read them (for request checks). */
+export function criDefinitions(): PackageDefinition {
+  criDefs ??= definitions("cri/api.proto");
+  return criDefs;
+}
 let containerd: { definitions: PackageDefinition; grpc: ContainerdProtoGrpcType } | undefined;
 
 export function loadCri(): CriProtoGrpcType {
-  cri ??= loadPackageDefinition(definitions("cri/api.proto")) as unknown as CriProtoGrpcType;
+  cri ??= loadPackageDefinition(criDefinitions()) as unknown as CriProtoGrpcType;
   return cri;
 }
 

@@ -76,6 +76,12 @@ export class ContainerStore extends NamedStore<Container> {
   }
 
   readonly #writes = new Map<string, Promise<void>>();
+  /** containers being removed: their status changes stay in memory, or a late one would bring the directory back */
+  readonly #retired = new WeakSet<Container>();
+
+  retire(c: Container): void {
+    this.#retired.add(c);
+  }
   readonly #watchers = new Map<string, Set<() => void>>();
 
   /** Resolves at the container's next status change, or after `timeoutMs`. */
@@ -103,6 +109,7 @@ export class ContainerStore extends NamedStore<Container> {
     c.status = { ...c.status, ...patch };
     for (const wake of [...(this.#watchers.get(c.id) ?? [])]) wake();
     const write = async (): Promise<void> => {
+      if (this.#retired.has(c)) return;
       await mkdir(join(this.dir, c.id), { recursive: true });
       await writeFileAtomic(this.statusPath(c.id), JSON.stringify(c.status));
     };

@@ -70,6 +70,11 @@ export async function updateExtension(c: Containerd, id: string, name: string, v
   }, signal);
 }
 
+/** Replaces the OCI spec of a container record (a task made later starts with it). */
+export async function updateSpec(c: Containerd, id: string, spec: unknown, signal?: AbortSignal): Promise<void> {
+  await c.containers.Update({ container: { id, spec: jsonAny(SPEC_TYPE, spec) }, update_mask: { paths: ["spec"] } }, signal);
+}
+
 /** The OCI spec containerd holds for a container (for verbose status); undefined when it is gone. */
 export async function specOf(c: Containerd, id: string, signal?: AbortSignal): Promise<unknown> {
   try {

@@ -4,7 +4,9 @@
 // `name:tag` and `name@digest`, as containerd's CRI plugin does. Concurrent
 // pulls of one reference share the work, which stops only when every caller
 // has given up. A failed pull leaves no image record and no snapshot; what it
-// downloaded stays (in its lease, until that expires) for the next attempt.
+// downloaded stays for the next attempt in a lease of its own that expires
+// after `failedPullKeepMs` (10 min in crib's config), and crib deletes expired
+// and surplus ones itself (sweep): a lease with nothing in it goes at once.
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Containerd, Leased } from "../containerd/client.js";
@@ -31,6 +33,10 @@ export interface ImagePullerOptions {
   log: Logger;
   /** told of the bytes of each blob written to the content store (for metrics) */
   onDownloaded?: (bytes: number) => void;
+  /** times a broken or stalled blob download resumes; default 3 */
+  maxResumes?: number;
+  /** how long a failed pull's data is kept for the next attempt; 0 deletes it at once; default 10 min */
+  failedPullKeepMs?: number;
 }
 
 export interface PullOptions {
@@ -53,8 +59,12 @@ export interface PulledImage {
 /** Leases of pulls carry this label: a hash of the reference, so a later pull adopts what a failed one left. */
 export const PULL_LEASE_LABEL = "crib.pull";
 const EXPIRE_LABEL = "containerd.io/gc.expire";
+// long enough for any pull under way; a failed pull's data moves to a short-lived lease
 const LEASE_LIFETIME_MS = 24 * 3600_000;
 const UNDO_TIMEOUT_MS = 60_000;
+/** failed pulls whose data is kept at once, at most; the oldest go first */
+export const MAX_KEPT_FAILED_PULLS = 8;
+const SWEEP_INTERVAL_MS = 60_000;
 
 interface Flight {
   controller: AbortController;
@@ -99,9 +109,16 @@ export class ImagePuller {
   readonly #flights = new Map<string, Flight>();
   /** leases of pulls under way in this process: never adopted */
   readonly #activeLeases = new Set<string>();
+  readonly #maxResumes: number;
+  readonly #keepMs: number;
+  readonly #sweeper: NodeJS.Timeout;
 
   constructor(o: ImagePullerOptions) {
     this.#c = o.containerd;
+    this.#maxResumes = o.maxResumes ?? 3;
+    this.#keepMs = o.failedPullKeepMs ?? 600_000;
+    this.#sweeper = setInterval(() => void this.sweep().catch(() => undefined), SWEEP_INTERVAL_MS);
+    this.#sweeper.unref();
     this.#registry = o.registry;
     this.#maxDownloads = Math.max(1, o.maxConcurrentDownloads);
     this.#log = o.log;
@@ -126,7 +143,10 @@ export class ImagePuller {
       const f: Flight = { controller, waiters: 0, promise: started };
       started.then(
         () => this.#land(key, f),
-        () => this.#land(key, f),
+        () => {
+          this.#land(key, f);
+          void this.sweep().catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, "sweeping the leases of failed pulls"));
+        },
       );
       this.#flights.set(key, f);
       flight = f;
@@ -136,6 +156,7 @@ export class ImagePuller {
 
   /** Stops the pulls under way and closes the registry client (the puller owns it). */
   close(): void {
+    clearInterval(this.#sweeper);
     for (const flight of this.#flights.values()) flight.controller.abort(new DOMException("crib is shutting down", "AbortError"));
     this.#flights.clear();
     this.#registry.close();
@@ -194,7 +215,7 @@ export class ImagePuller {
     let written = 0;
     try {
       const blob = (descriptor: Descriptor, labels: Record<string, string>, source: BlobSource, s = signal) =>
-        writeBlob({ containerd: c, leased, lease, descriptor, labels, source, signal: s, log }).then((how) => {
+        writeBlob({ containerd: c, leased, lease, descriptor, labels, source, signal: s, log, resumes: this.#maxResumes }).then((how) => {
           if (how === "written") {
             written += descriptor.size;
             this.#onDownloaded?.(descriptor.size);
@@ -271,11 +292,52 @@ export class ImagePuller {
           if (!isNotFound(e)) log.error({ step: what, err: (e as Error).message }, "undoing a failed pull");
         }
       }
-      log.warn({ err: (err as Error).message, lease }, "pull failed; what it downloaded stays in its lease for the next attempt");
+      this.#activeLeases.delete(lease);
+      const kept = await this.#keepFailed(name, lease, log);
+      log.warn({ err: (err as Error).message, lease: kept ?? "released" }, kept ? `pull failed; what it downloaded is kept for ${Math.round(this.#keepMs / 1000)} s` : "pull failed; its lease is released");
       throw err;
     } finally {
       this.#activeLeases.delete(lease);
     }
+  }
+
+  // The failed pull's data moves to a lease that expires soon (containerd has no lease update); an empty one just goes.
+  async #keepFailed(name: string, lease: string, log: Logger): Promise<string | undefined> {
+    const c = this.#c;
+    const s = AbortSignal.timeout(UNDO_TIMEOUT_MS);
+    try {
+      const { resources } = await c.leases.ListResources({ id: lease }, s);
+      let kept: string | undefined;
+      if (this.#keepMs > 0 && resources.length > 0) {
+        kept = `crib-pull-${randomBytes(8).toString("hex")}`;
+        const expire = new Date(Date.now() + this.#keepMs).toISOString();
+        await c.leases.Create({ id: kept, labels: { [EXPIRE_LABEL]: expire, [PULL_LEASE_LABEL]: pullKey(name) } }, s);
+        for (const resource of resources) await c.leases.AddResource({ id: kept, resource }, s);
+      }
+      await c.leases.Delete({ id: lease, sync: false }, s);
+      return kept;
+    } catch (err) {
+      log.warn({ lease, err: (err as Error).message }, "cannot release the failed pull's lease; the sweep retries");
+      return lease;
+    }
+  }
+
+  /**
+   * Deletes the leases of failed pulls that have expired, and the oldest
+   * beyond MAX_KEPT_FAILED_PULLS; never one of a pull under way. Returns how many went.
+   */
+  async sweep(signal: AbortSignal = AbortSignal.timeout(UNDO_TIMEOUT_MS)): Promise<number> {
+    const c = this.#c;
+    const { leases } = await c.leases.List({ filters: [`labels."${PULL_LEASE_LABEL}"`] }, signal);
+    const idle = leases
+      .filter((l) => !this.#activeLeases.has(l.id))
+      .map((l) => ({ id: l.id, expires: Date.parse(l.labels[EXPIRE_LABEL] ?? "") || 0 }))
+      .sort((a, b) => b.expires - a.expires);
+    const now = Date.now();
+    const doomed = idle.filter((l, i) => l.expires <= now || i >= MAX_KEPT_FAILED_PULLS);
+    for (const l of doomed) await c.leases.Delete({ id: l.id, sync: false }, signal).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
+    if (doomed.length > 0) this.#log.info({ leases: doomed.map((l) => l.id) }, "deleted the leases of failed pulls");
+    return doomed.length;
   }
 
   /** Creates the record, or points the existing one at the new target; returns the record it replaced. */
@@ -296,7 +358,7 @@ export class ImagePuller {
   async #lease(name: string, signal: AbortSignal, log: Logger): Promise<string> {
     const c = this.#c;
     const id = `crib-pull-${randomBytes(8).toString("hex")}`;
-    const key = createHash("sha256").update(name).digest("hex").slice(0, 32);
+    const key = pullKey(name);
     const expire = new Date(Date.now() + LEASE_LIFETIME_MS).toISOString();
     await c.leases.Create({ id, labels: { [EXPIRE_LABEL]: expire, [PULL_LEASE_LABEL]: key } }, signal);
     try {
@@ -315,6 +377,8 @@ export class ImagePuller {
     return id;
   }
 }
+
+const pullKey = (name: string): string => createHash("sha256").update(name).digest("hex").slice(0, 32);
 
 function parseConfig(name: string, digest: string, bytes: Buffer): ImageConfig {
   let config: ImageConfig;

@@ -107,6 +107,10 @@ export function parseNormalized(input: string): Reference {
 
   const [domain, path] = splitDomain(rest);
   if (!DOMAIN.test(domain)) throw new InvalidReferenceError(input, `invalid registry host "${domain}"`);
+  const port = /:(\d+)$/.exec(domain)?.[1];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+    throw new InvalidReferenceError(input, `registry port ${port} is out of range (1–65535)`);
+  }
   if (path !== path.toLowerCase()) throw new InvalidReferenceError(input, "repository name must be lowercase");
   if (!PATH.test(path)) throw new InvalidReferenceError(input, `invalid repository name "${path}"`);
   if (domain.length + 1 + path.length > MAX_NAME_LENGTH) {

@@ -1,6 +1,7 @@
 // The HTTP underneath the registry client: node's http/https with one
 // keep-alive agent per TLS setting, redirects that keep Authorization on the
-// same origin only, and an idle timeout instead of a total one.
+// same origin only, and timeouts for each stage that can stall (connect,
+// response headers, then no data for a while) instead of a total one.
 import { createHash } from "node:crypto";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
@@ -14,16 +15,26 @@ export interface HttpRequest {
   body?: Buffer;
   tls: TlsSettings;
   signal?: AbortSignal | undefined;
-  /** milliseconds without progress before the response headers arrive; 0 waits forever */
+  /** milliseconds from the request sent (or the connection made) until the response headers; 0 waits forever */
   idleTimeoutMs: number;
+  /** milliseconds to get a TCP connection (a reused one is at once); 0 or absent: the header timeout covers it */
+  connectTimeoutMs?: number;
   /** follow 3xx answers of GET and HEAD */
   followRedirects?: boolean;
 }
 
-/** Nothing arrived for the idle timeout. */
+export type Stall = "connect" | "headers" | "body";
+
+const STALLED: Record<Stall, string> = {
+  connect: "no TCP connection within",
+  headers: "no response headers within",
+  body: "no data for",
+};
+
+/** A stage of an HTTP exchange stalled past its timeout: the connection, the response headers, or the body. */
 export class IdleTimeoutError extends Error {
-  constructor(readonly host: string, readonly timeoutMs: number) {
-    super(`${host}: no data for ${timeoutMs} ms`);
+  constructor(readonly host: string, readonly timeoutMs: number, readonly stage: Stall = "body", request = "") {
+    super(`${host}: ${STALLED[stage]} ${timeoutMs} ms${request ? ` (${request})` : ""}`);
     this.name = "IdleTimeoutError";
   }
 }
@@ -70,11 +81,11 @@ export class HttpTransport {
       let timer: NodeJS.Timeout | undefined;
       let answered = false;
       const disarm = (): void => clearTimeout(timer);
-      const arm = (): void => {
+      const arm = (stage: Stall = "headers"): void => {
         disarm();
-        if (req.idleTimeoutMs > 0 && !answered) {
-          timer = setTimeout(() => outgoing.destroy(new IdleTimeoutError(url.host, req.idleTimeoutMs)), req.idleTimeoutMs);
-        }
+        const ms = stage === "connect" ? (req.connectTimeoutMs ?? 0) : req.idleTimeoutMs;
+        const request = `${req.method} ${url.pathname}`;
+        if (ms > 0 && !answered) timer = setTimeout(() => outgoing.destroy(new IdleTimeoutError(url.host, ms, stage, request)), ms);
       };
       const outgoing = (secure ? https : http).request(url, options, (res) => {
         answered = true;
@@ -85,15 +96,14 @@ export class HttpTransport {
         disarm();
         reject(signal?.aborted ? abortReason(signal) : err);
       });
-      arm();
-      if (req.body !== undefined) {
-        // An upload is not timed; the wait for the answer after it is.
-        outgoing.on("socket", (socket) => {
-          if (socket.connecting) socket.once("connect", disarm);
-          else disarm();
-        });
-        outgoing.on("finish", arm);
-      }
+      // the connection, then the wait for the headers; an upload is not timed, the wait for the answer after it is
+      arm(req.connectTimeoutMs ? "connect" : "headers");
+      outgoing.on("socket", (socket) => {
+        const connected = (): void => (req.body === undefined ? arm("headers") : disarm());
+        if (socket.connecting) socket.once("connect", connected);
+        else connected();
+      });
+      if (req.body !== undefined) outgoing.on("finish", () => arm("headers"));
       outgoing.end(req.body);
     });
   }

@@ -32,7 +32,7 @@ import {
   type Reference,
 } from "./reference.js";
 import { basicAuthorization, loginKey, loginOf, parseChallenges, repositoryScope, tokenOf, type Challenge, type Login } from "./registry-auth.js";
-import { abortReason, errorCode, HttpTransport, isNotTls, isRetryableNetworkError, readBody } from "./registry-http.js";
+import { abortReason, errorCode, HttpTransport, IdleTimeoutError, isNotTls, isRetryableNetworkError, readBody } from "./registry-http.js";
 
 export interface RegistryClientOptions {
   hosts?: HostsOptions;
@@ -40,8 +40,12 @@ export interface RegistryClientOptions {
   retries?: number;
   /** the first backoff; it doubles each retry, up to 10 s; default 250 ms */
   retryDelayMs?: number;
-  /** cut a transfer when no bytes arrive for this long (never for its total duration); 0 never; default 5 min */
+  /** cut a transfer when no bytes arrive for this long (never for its total duration); 0 never; default 30 s */
   progressTimeoutMs?: number;
+  /** give up on a TCP connection not made in this long; default 10 s */
+  connectTimeoutMs?: number;
+  /** give up on a request whose response headers do not come in this long; default 30 s */
+  responseHeaderTimeoutMs?: number;
   /** the platform to pick from an index; default this host's */
   platform?: Platform;
   userAgent?: string;
@@ -118,6 +122,7 @@ interface Session {
   last: boolean;
   what: string;
   signal: AbortSignal | undefined;
+  /** no body data for this long */
   idleTimeoutMs: number;
 }
 
@@ -137,6 +142,8 @@ export class RegistryClient {
   readonly #retries: number;
   readonly #retryDelayMs: number;
   readonly #progressTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #headerTimeoutMs: number;
   readonly #platform: Platform;
   readonly #userAgent: string;
   readonly #transport = new HttpTransport();
@@ -149,7 +156,9 @@ export class RegistryClient {
     this.#hosts = options.hosts ?? {};
     this.#retries = options.retries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 250;
-    this.#progressTimeoutMs = options.progressTimeoutMs ?? 5 * 60_000;
+    this.#progressTimeoutMs = options.progressTimeoutMs ?? 30_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#headerTimeoutMs = options.responseHeaderTimeoutMs ?? 30_000;
     this.#platform = options.platform ?? hostPlatform();
     this.#userAgent = options.userAgent ?? "crib/0.1";
   }
@@ -450,7 +459,8 @@ export class RegistryClient {
           ...(init.body === undefined ? {} : { body: init.body }),
           tls: endpoint.tls,
           signal,
-          idleTimeoutMs: s.idleTimeoutMs,
+          idleTimeoutMs: this.#headerTimeoutMs,
+          connectTimeoutMs: this.#connectTimeoutMs,
           followRedirects: init.followRedirects ?? false,
         });
       } catch (err) {
@@ -463,7 +473,7 @@ export class RegistryClient {
         }
         // A refused connection is final when another endpoint can take over.
         const refusedWithNext = errorCode(err) === "ECONNREFUSED" && !s.last;
-        if (isRetryableNetworkError(err) && attempt < retries && !refusedWithNext) {
+        if (isRetryableNetworkError(err) && attempt < retriesFor(err, retries) && !refusedWithNext) {
           await this.#backoff(attempt++, undefined, signal);
           continue;
         }
@@ -586,7 +596,8 @@ export class RegistryClient {
         ...(body === undefined ? {} : { body }),
         tls: s.endpoint.tls,
         signal: s.signal,
-        idleTimeoutMs: s.idleTimeoutMs,
+        idleTimeoutMs: this.#headerTimeoutMs,
+        connectTimeoutMs: this.#connectTimeoutMs,
         followRedirects: true,
       }),
     );
@@ -619,7 +630,7 @@ export class RegistryClient {
         res = await request();
       } catch (err) {
         if (s.signal?.aborted) throw abortReason(s.signal);
-        if (isRetryableNetworkError(err) && attempt < this.#retries) {
+        if (isRetryableNetworkError(err) && attempt < retriesFor(err, this.#retries)) {
           await this.#backoff(attempt, undefined, s.signal);
           continue;
         }
@@ -733,6 +744,9 @@ function parseManifestJson<T>(fetched: FetchedManifest, what: string, host: stri
 
 // One error for all endpoints that failed: a definite "not found" from the
 // registry is not hidden by a mirror that was down.
+// A registry that stalls once may answer the next time; one that stalls twice is not waited for again.
+const retriesFor = (err: unknown, retries: number): number => (err instanceof IdleTimeoutError ? Math.min(1, retries) : retries);
+
 function combineErrors(what: string, errors: Array<{ endpoint: RegistryEndpoint; error: RegistryError }>): RegistryError {
   const first = errors[0];
   if (first === undefined) return new RegistryUnavailableError(`${what}: no endpoint answered`);

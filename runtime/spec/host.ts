@@ -26,6 +26,9 @@ export interface HostFacts {
   nodeHostname: string;
   /** AppArmor on the node, and the default profile crib loaded. */
   apparmor: AppArmorSupport;
+  /** The online CPUs and memory nodes ("0-3"), for cpuset checks; undefined when unreadable. */
+  onlineCpus?: string;
+  onlineMems?: string;
 }
 
 const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
@@ -66,6 +69,11 @@ export async function readHostFacts(options: HostFactsOptions): Promise<HostFact
     hugetlb = await exists(`${cgroupRoot}/hugetlb`);
     swapAccounting = await exists(`${cgroupRoot}/memory/memory.memsw.limit_in_bytes`);
   }
+  const sys = options.sys ?? "/sys";
+  const online = {
+    cpus: (await readText(`${sys}/devices/system/cpu/online`))?.trim(),
+    mems: (await readText(`${sys}/devices/system/node/online`))?.trim(),
+  };
   return {
     cgroupV2,
     systemdCgroup: options.systemdCgroup,
@@ -76,5 +84,7 @@ export async function readHostFacts(options: HostFactsOptions): Promise<HostFact
     arch: process.arch,
     nodeHostname: options.nodeHostname,
     apparmor: { enabled: await appArmorEnabled(options.sys) },
+    ...(online.cpus ? { onlineCpus: online.cpus } : {}),
+    ...(online.mems ? { onlineMems: online.mems } : {}),
   };
 }

@@ -83,3 +83,33 @@ export function resourceWarnings(res: LinuxContainerResources | null | undefined
   }
   return warnings;
 }
+
+const EMPTY: LinuxContainerResources = {
+  cpu_period: "0", cpu_quota: "0", cpu_shares: "0", memory_limit_in_bytes: "0", oom_score_adj: "0",
+  cpuset_cpus: "", cpuset_mems: "", hugepage_limits: [], unified: {}, memory_swap_limit_in_bytes: "0",
+};
+
+/**
+ * The CRI view of what applyResources put in force: `update` over `previous`,
+ * field by field where it gives one (zero and "" leave a field as it was), and
+ * nothing the node ignores (swap without swap accounting, hugepages without
+ * hugetlb, unified on cgroup v1).
+ */
+export function resourcesInForce(
+  previous: LinuxContainerResources | null | undefined,
+  update: LinuxContainerResources | null | undefined,
+  host: HostFacts,
+): LinuxContainerResources | null {
+  if (!update) return previous ?? null;
+  const out: LinuxContainerResources = { ...EMPTY, ...(previous ?? {}) };
+  const set = (v: string | number | undefined): boolean => v !== undefined && v !== "" && v !== "0" && v !== 0;
+  for (const k of ["cpu_period", "cpu_quota", "cpu_shares", "memory_limit_in_bytes", "oom_score_adj"] as const) {
+    if (set(update[k])) out[k] = String(update[k]);
+  }
+  if (update.cpuset_cpus !== "") out.cpuset_cpus = update.cpuset_cpus;
+  if (update.cpuset_mems !== "") out.cpuset_mems = update.cpuset_mems;
+  if (host.swapAccounting && set(update.memory_swap_limit_in_bytes)) out.memory_swap_limit_in_bytes = String(update.memory_swap_limit_in_bytes);
+  if (host.hugetlb && update.hugepage_limits.length > 0) out.hugepage_limits = update.hugepage_limits.map((h) => ({ ...h }));
+  if (host.cgroupV2 && Object.keys(update.unified).length > 0) out.unified = { ...out.unified, ...update.unified };
+  return out;
+}
