@@ -54,3 +54,13 @@ test("resolv.conf, hostname and port fields admit single tokens and addresses on
   execCommand("cmd", ["/bin/echo", "y".repeat(100_000)]);
   for (const bad of [".", "..", "../x", "a/../../x", "dir/"]) invalid(() => logPath("l", bad), "l");
 });
+
+test("cgroup_parent as kubelet sends it for each driver; relative, '..' and huge ones refused", async () => {
+  const { podSandboxConfig } = await import("./validate.js");
+  const cfg = (cgroup_parent: string) => ({ metadata: null, hostname: "", log_directory: "", dns_config: null, port_mappings: [], labels: {}, annotations: {},
+    linux: { cgroup_parent, sysctls: {}, security_context: null, overhead: null, resources: null }, windows: null }) as unknown as cri.PodSandboxConfig;
+  podSandboxConfig(cfg("/kubepods/burstable/pod1"), host());
+  podSandboxConfig(cfg("kubepods-burstable-pod1.slice"), host({ systemdCgroup: true }));
+  for (const bad of ["relative/x", "/a/../b", `/${"x".repeat(300)}`]) invalid(() => podSandboxConfig(cfg(bad), host()), "config.linux.cgroup_parent");
+  invalid(() => podSandboxConfig(cfg("/kubepods"), host({ systemdCgroup: true })), "config.linux.cgroup_parent");
+});

@@ -176,10 +176,16 @@ function metadataName(field: string, value: string, max: number): void {
   if (value.length > max) bad(field, value, `is longer than ${max} characters`);
 }
 
-function cgroupParent(field: string, value: string): void {
+// kubelet sends "/kubepods/burstable/pod<uid>" to cgroupfs, "kubepods-burstable-pod<uid>.slice" to systemd
+// (a relative or 100 kB parent left RunPodSandbox hanging in runc)
+function cgroupParent(field: string, value: string, systemd: boolean): void {
   if (value === "") return;
-  if (value.split("/").includes("..")) bad(field, value, "must not contain '..'");
   noControl(field, value);
+  if (value.split("/").includes("..")) bad(field, value, "must not contain '..'");
+  if (value.length > 1024 || value.split("/").some((c) => c.length > 255)) bad(field, value, "is longer than a cgroup path can be");
+  if (systemd) {
+    if (!value.split("/").pop()!.endsWith(".slice")) bad(field, value, "must name a systemd slice (…​.slice) with the systemd cgroup driver");
+  } else if (!value.startsWith("/")) bad(field, value, "must be an absolute cgroup path with the cgroupfs driver");
 }
 
 function int64Of(field: string, value: string | number | undefined): number {
@@ -284,7 +290,7 @@ export function podSandboxConfig(config: cri.PodSandboxConfig, host: HostFacts, 
   portMappings(config.port_mappings, `${field}.port_mappings`);
   const linux = config.linux;
   if (linux) {
-    cgroupParent(`${field}.linux.cgroup_parent`, linux.cgroup_parent);
+    cgroupParent(`${field}.linux.cgroup_parent`, linux.cgroup_parent, host.systemdCgroup);
     for (const [k, v] of Object.entries(linux.sysctls)) {
       if (!/^[a-zA-Z0-9_./-]+$/.test(k) || k.split(/[./]/).includes("..")) bad(`${field}.linux.sysctls`, k, "is not a sysctl name");
       noControl(`${field}.linux.sysctls[${shown(k)}]`, v);
@@ -325,6 +331,7 @@ export function containerConfig(config: cri.ContainerConfig, host: HostFacts, fi
   argv(`${field}.args`, config.args, false);
   config.envs.forEach((kv, i) => {
     if (kv.key === "" || kv.key.includes("=")) bad(`${field}.envs[${i}].key`, kv.key, "must be a non-empty name without '='");
+    if (Buffer.from(kv.value as unknown as Uint8Array).includes(0)) bad(`${field}.envs[${i}].value`, kv.value.toString(), "contains a NUL byte");
   });
   config.mounts.forEach((m, i) => {
     const at = `${field}.mounts[${i}]`;
