@@ -64,10 +64,20 @@ async function stopPause(deps: Deps, sandbox: Sandbox, signal: AbortSignal): Pro
     // the pause's parent is its shim: known now, it can be ended if containerd leaves it behind
     const shim = sandbox.shimPid === undefined && task.pid > 0 ? await parentShim(task.pid) : undefined;
     if (shim) sandbox.shimPid = shim.pid;
-    // Wait answers when the task exits: no polling delay on the pod's stop path
-    const exited = deps.containerd.tasks.Wait({ container_id: sandbox.id }, AbortSignal.any([signal, AbortSignal.timeout(10_000)]));
-    await killTask(deps.containerd, sandbox.id, 9, { all: true }, signal);
-    await exited.catch((err: unknown) => deps.log.warn({ sandbox: sandbox.id.slice(0, 12), err: String(err) }, "waiting for the pause task to exit"));
+    // Wait answers when the task exits: no polling delay on the pod's stop path. A task is
+    // deleted only once it is gone: on a loaded node the exit can take longer than one wait.
+    for (;;) {
+      const exited = deps.containerd.tasks.Wait({ container_id: sandbox.id }, AbortSignal.any([signal, AbortSignal.timeout(10_000)]));
+      await killTask(deps.containerd, sandbox.id, 9, { all: true }, signal);
+      const ok = await exited.then(() => true, (err: unknown) => {
+        deps.log.warn({ sandbox: sandbox.id.slice(0, 12), err: String(err) }, "waiting for the pause task to exit");
+        return false;
+      });
+      if (ok) break;
+      signal.throwIfAborted();
+      const now = await taskState(deps.containerd, sandbox.id, signal);
+      if (!now || now.status === "STOPPED") break;
+    }
   }
   await deleteTask(deps.containerd, sandbox.id, signal);
 }

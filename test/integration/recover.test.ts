@@ -219,7 +219,7 @@ describe("crib started while containerd is down", () => {
     await env.crib.stopProcess("SIGTERM");
     await env.containerd.daemon.stop();
     containerdDown = true;
-    await env.crib.startProcess();
+    await env.crib.startProcess({}, { ready: false });
     await assert.rejects(env.client.runtime.ListPodSandbox({}), (e: { code: number }) => e.code === 14, "ListPodSandbox: UNAVAILABLE");
     await assert.rejects(env.client.runtime.ListContainers({}), (e: { code: number }) => e.code === 14, "ListContainers: UNAVAILABLE");
     const status = await env.client.runtime.Status({});
