@@ -28,6 +28,14 @@ export function forgetProcess(id: string): void {
   processCache.delete(id);
 }
 
+function startFailure(err: unknown): "" | "not found" | "not executable" {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!/exec failed|unable to start container process/.test(message)) return "";
+  if (/no such file or directory|executable file not found/.test(message)) return "not found";
+  if (/permission denied|exec format error|is a directory/.test(message)) return "not executable";
+  return "";
+}
+
 export function requireRunning(c: Container): void {
   if (c.status.state !== "CONTAINER_RUNNING") {
     throw failedPrecondition(`container ${c.id} is not running (state ${c.status.state.replace("CONTAINER_", "").toLowerCase()})`);
@@ -67,6 +75,9 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
         await exec.wait(AbortSignal.timeout(KILL_WAIT_MS)).catch(() => undefined);
       }
       if (timeout?.aborted) throw new CribError("deadline-exceeded", `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
+      // runc could not start the program: say so in the CRI's words, not as UNKNOWN with runc's text
+      const why = exec.pid > 0 ? "" : startFailure(e);
+      if (why) throw new CribError(why === "not found" ? "not-found" : "failed-precondition", `cmd[0] ${JSON.stringify(req.cmd[0] ?? "")} in container ${c.id}: ${why}`);
       throw e;
     }
     // The process is gone and its output normally ends at once; should a

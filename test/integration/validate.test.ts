@@ -174,6 +174,9 @@ describe("validation at the door", () => {
     it("ExecSync cmd [\"\"]", async () => {
       const c = await env.runContainer(pod, "exec-target");
       await refused(env.client.runtime.ExecSync({ container_id: c, cmd: [""], timeout: 5 }), "cmd[0]");
+      // found by the fuzzer: a program that is not there is NOT_FOUND naming it, not UNKNOWN with runc's text
+      await refused(env.client.runtime.ExecSync({ container_id: c, cmd: ["crib-fuzz-rel/x"], timeout: 5 }), "cmd[0] \"crib-fuzz-rel/x\"", 5);
+      await refused(env.client.runtime.ExecSync({ container_id: c, cmd: ["/etc"], timeout: 5 }), "not executable", 9);
     });
 
     it("leaves nothing behind after all of it", async () => {
