@@ -11,10 +11,13 @@ import { DEFAULT_NETNS_PREFIX } from "../runtime/netns.js";
 
 export type Status = "pass" | "warn" | "fail" | "skip";
 
+export const LEAK_KINDS = ["container", "cni-cache", "ip-reservation", "iptables", "netns", "mount", "state-dir", "snapshot", "lease", "shim"] as const;
+export type LeakKind = (typeof LEAK_KINDS)[number];
+
 /** Something crib left behind, with the one way to remove it. */
 export interface Leak {
-  kind: "netns" | "ip-reservation" | "mount" | "snapshot";
-  /** what it is: a netns name, a reservation file, a mount point, a snapshot key */
+  kind: LeakKind;
+  /** what it is: a netns name, a reservation file, a mount point, a snapshot key, a shim's pid… */
   name: string;
   /** why it is a leak */
   detail: string;
@@ -38,6 +41,8 @@ export interface DoctorOptions {
   /** Leftovers younger than this may belong to a RunPodSandbox in progress. */
   leakAgeMs?: number;
   fixLeaks?: boolean;
+  /** Only the leak audit (no host or runtime checks). */
+  leaksOnly?: boolean;
 }
 
 /** What the checks share: the options, the host paths, and containerd when it answers. */
@@ -103,7 +108,8 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   if (ctx.containerd?.answers) ctx.client = new Containerd(ctx.containerd.address, options.config.containerd.namespace);
   try {
     const verdicts: Verdict[] = [];
-    for (const [name, check] of [...hostChecks, ...runtimeChecks, ...leakChecks]) verdicts.push(await guarded(name, check, ctx));
+    const checks = options.leaksOnly ? leakChecks : [...hostChecks, ...runtimeChecks, ...leakChecks];
+    for (const [name, check] of checks) verdicts.push(await guarded(name, check, ctx));
     const fixed = options.fixLeaks ? await fixLeaks(verdicts) : [];
     return { ok: verdicts.every((v) => v.status !== "fail"), verdicts, fixed };
   } finally {
@@ -150,6 +156,36 @@ export function formatReport(report: DoctorReport): string {
   const failures = report.verdicts.filter((v) => v.status === "fail").length;
   lines.push(failures === 0 ? "crib doctor: no problems found" : `crib doctor: ${failures} problem${failures === 1 ? "" : "s"} found`);
   return `${lines.join("\n")}\n`;
+}
+
+/** The leak audit as data: leaks per kind (and which), checks that could not run. For the chaos harness and tests. */
+export interface LeakAudit {
+  ok: boolean;
+  counts: Record<LeakKind, number>;
+  leaks: Array<{ kind: LeakKind; name: string; detail: string }>;
+  /** checks that failed to run or were skipped (containerd down…): not a clean bill */
+  unchecked: string[];
+  fixed: FixResult[];
+}
+
+export async function auditLeaks(options: Omit<DoctorOptions, "leaksOnly">): Promise<LeakAudit> {
+  return leakAudit(await runDoctor({ ...options, leaksOnly: true }));
+}
+
+export function leakAudit(report: DoctorReport): LeakAudit {
+  const counts = Object.fromEntries(LEAK_KINDS.map((k) => [k, 0])) as Record<LeakKind, number>;
+  const leaks: LeakAudit["leaks"] = [];
+  const unchecked: string[] = [];
+  for (const v of report.verdicts) {
+    if (!v.check.startsWith("leaked-")) continue;
+    if (v.status === "skip" || (v.status === "fail" && !v.leaks?.length)) unchecked.push(`${v.check}: ${v.message}`);
+    // after --fix-leaks, a passing check's leaks are gone
+    for (const l of v.status === "pass" ? [] : v.leaks ?? []) {
+      counts[l.kind]++;
+      leaks.push({ kind: l.kind, name: l.name, detail: l.detail });
+    }
+  }
+  return { ok: leaks.length === 0 && unchecked.length === 0, counts, leaks, unchecked, fixed: report.fixed };
 }
 
 export function reportJson(report: DoctorReport): string {

@@ -35,6 +35,7 @@ function duration(flag: string, text: string): number {
 interface DoctorFlags {
   json?: boolean;
   fixLeaks?: boolean;
+  leaks?: boolean;
   rootPrefix?: string;
   netnsPrefix?: string;
   leakAge: string;
@@ -53,20 +54,22 @@ interface WaitFlags {
 export function registerNodeCommands<F extends object>(program: Command, kit: CommandKit<F>): void {
   kit.withConfigFlags(program.command("doctor").description("check that this node can run crib, and find what crib left behind"))
     .option("--json", "print the verdicts as JSON")
-    .option("--fix-leaks", "remove the leaked network namespaces, IP reservations, mounts and snapshots found")
+    .option("--fix-leaks", "remove the leaks found (IPs through CNI DEL): netns, IP reservations, CNI cache entries, iptables rules, mounts, state directories, snapshots, container records, leases, shims")
+    .option("--leaks", "only the leak audit of crib's own objects (with --json: the audit as data)")
     .option("--root-prefix <dir>", "read /proc and /sys under this directory (default $CRIB_ROOT_PREFIX)")
     .option("--netns-prefix <prefix>", "name prefix of crib's network namespaces (default: the config's sandbox.netns_prefix)")
     .option("--leak-age <duration>", "leftovers younger than this may belong to a sandbox being created, and are not leaks", "5m")
     .action(async (flags: F & DoctorFlags) => {
       const config = await loadOrExit(kit, flags);
-      const { runDoctor, formatReport, reportJson } = await import("./doctor.js");
+      const { runDoctor, formatReport, reportJson, leakAudit } = await import("./doctor.js");
       const rootPrefix = flags.rootPrefix ?? process.env["CRIB_ROOT_PREFIX"] ?? "";
       const report = await runDoctor({
-        config, rootPrefix, fixLeaks: flags.fixLeaks ?? false,
+        config, rootPrefix, fixLeaks: flags.fixLeaks ?? false, leaksOnly: flags.leaks ?? false,
         leakAgeMs: duration("--leak-age", flags.leakAge),
         ...(flags.netnsPrefix ? { netnsPrefix: flags.netnsPrefix } : {}),
       });
-      process.stdout.write(flags.json ? reportJson(report) : formatReport(report));
+      const json = (): string => (flags.leaks ? `${JSON.stringify(leakAudit(report), null, 2)}\n` : reportJson(report));
+      process.stdout.write(flags.json ? json() : formatReport(report));
       process.exit(report.ok ? 0 : 1);
     });
 

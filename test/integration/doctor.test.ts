@@ -1,10 +1,13 @@
 // `crib doctor` on this machine against a test containerd, breaking one thing
-// at a time, and `--fix-leaks` removing leaked netns, IP reservations, mounts
-// and snapshots while leaving those of live sandboxes alone.
+// at a time, and `--fix-leaks` removing what crib's records name and no live
+// sandbox has (netns, IPs through CNI DEL, cache entries, mounts, state dirs,
+// snapshots, records, shims), while leaving live sandboxes' and other runtimes'
+// objects alone.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,6 +17,8 @@ import { TestContainerd, unmountUnder } from "../fixtures/containerd.js";
 import { PAUSE_REF, importImage, pauseImage } from "../fixtures/local-images.js";
 import { jsonAny } from "../../proto/load.js";
 import { SPEC_TYPE, SNAPSHOTTER } from "../../runtime/containerd/tasks.js";
+import { SANDBOX_EXTENSION } from "../../cri/store/sandboxes.js";
+import { cniArgs } from "../../cni/network.js";
 
 const MAIN = fileURLToPath(new URL("../../cri/main.js", import.meta.url));
 const run = promisify(execFile);
@@ -38,6 +43,8 @@ const verdict = (report: Report, name: string): Check => {
   return v;
 };
 
+const LEAK_CHECKS = ["leaked-containers", "leaked-cni-cache", "leaked-ips", "leaked-iptables", "leaked-netns", "leaked-mounts", "leaked-state-dirs", "leaked-snapshots", "leaked-leases", "leaked-shims"];
+
 const failing = (report: Report) => report.checks.filter((c) => c.status === "fail").map((c) => `${c.check}: ${c.message}`);
 
 describe("crib doctor", () => {
@@ -46,6 +53,10 @@ describe("crib doctor", () => {
   const netnsPrefix = `crib-leaktest${tag}-`;
   const liveId = `live${tag}`;
   const leakId = `leak${tag}`;
+  /** another runtime's sandbox: another crib with the same netns prefix, containerd's CRI on the same network */
+  const foreignId = `foreign${tag}`;
+  const strayId = `stray${tag}`;
+  const fakeShims: ChildProcess[] = [];
   let containerd: TestContainerd;
   let dir: string;
   let ipamDir: string;
@@ -90,7 +101,7 @@ describe("crib doctor", () => {
       await c.snapshots.Prepare({ snapshotter: SNAPSHOTTER, key: liveId, parent: "", labels: { "containerd.io/gc.root": new Date().toISOString() } });
       await c.containers.Create({
         container: {
-          id: liveId, labels: { "crib.kind": "sandbox" }, image: PAUSE_REF,
+          id: liveId, labels: { "crib.kind": "sandbox" }, image: PAUSE_REF, extensions: { [SANDBOX_EXTENSION]: jsonAny(SANDBOX_EXTENSION, { id: liveId }) },
           runtime: { name: "io.containerd.runc.v2" }, spec: jsonAny(SPEC_TYPE, { ociVersion: "1.1.0" }),
           snapshotter: SNAPSHOTTER, snapshot_key: liveId,
         },
@@ -102,7 +113,8 @@ describe("crib doctor", () => {
   });
 
   after(async () => {
-    for (const name of [`${netnsPrefix}${liveId}`, `${netnsPrefix}${leakId}`]) await run("ip", ["netns", "delete", name]).catch(() => undefined);
+    for (const shim of fakeShims) shim.kill("SIGKILL");
+    for (const id of [liveId, leakId, foreignId]) await run("ip", ["netns", "delete", `${netnsPrefix}${id}`]).catch(() => undefined);
     await unmountUnder(dir).catch(() => undefined);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     await containerd?.close();
@@ -118,7 +130,7 @@ describe("crib doctor", () => {
     }
     assert.match(verdict(report, "containerd").message, /the configured containerd answers/);
     assert.match(verdict(report, "sandbox-image").message, /present in containerd namespace/);
-    for (const name of ["leaked-netns", "leaked-ips", "leaked-mounts", "leaked-snapshots"]) assert.equal(verdict(report, name).status, "pass", name);
+    for (const name of LEAK_CHECKS) assert.equal(verdict(report, name).status, "pass", name);
   });
 
   it("prints one line per check with the fix in text mode", async () => {
@@ -174,7 +186,7 @@ describe("crib doctor", () => {
     const ctd = verdict(report, "containerd");
     assert.equal(ctd.status, "fail");
     assert.match(ctd.message, /the configured containerd at .*dead\.sock does not answer/);
-    for (const name of ["leaked-netns", "leaked-ips", "leaked-mounts", "leaked-snapshots"]) assert.equal(verdict(report, name).status, "skip", name);
+    for (const name of LEAK_CHECKS) assert.equal(verdict(report, name).status, "skip", name);
 
     const own = await config("no-containerd-binary", (c) => {
       c["containerd"] = { address: "", namespace, binary: "/nonexistent/containerd" };
@@ -187,14 +199,31 @@ describe("crib doctor", () => {
     }
   });
 
-  it("finds leaked netns, IP reservations, mounts and snapshots, and --fix-leaks removes only those", async () => {
-    // live: a netns, an IP and a mount of the live sandbox; leaked: the same for a sandbox that is gone, and a snapshot
-    for (const id of [liveId, leakId]) await run("ip", ["netns", "add", `${netnsPrefix}${id}`]);
-    await mkdir(join(ipamDir, "doctor-test"), { recursive: true });
-    await writeFile(join(ipamDir, "doctor-test", "10.199.0.2"), `${liveId}\r\neth0`);
-    await writeFile(join(ipamDir, "doctor-test", "10.199.0.3"), `${leakId}\r\neth0`);
-    await writeFile(join(ipamDir, "doctor-test", "last_reserved_ip.0"), "10.199.0.3");
-    await writeFile(join(ipamDir, "doctor-test", "lock"), "");
+  /** A process that looks like containerd's shim for `id` in `ns` (argv as containerd starts one), with a child. */
+  function fakeShim(ns: string, id: string): ChildProcess {
+    const shim = spawn("bash", ["-c", `exec -a containerd-shim-runc-v2 sh -c 'sleep 600 & wait' sh -namespace ${ns} -id ${id} -address ${containerd.address}`], { stdio: "ignore" });
+    fakeShims.push(shim);
+    return shim;
+  }
+
+  it("finds what crib's records name and no live sandbox has, and --fix-leaks removes only that, IPs through CNI DEL", async () => {
+    const network = JSON.parse(await readFile(join(dir, "net.d", "10-test.conflist"), "utf8")) as Record<string, unknown>;
+    const netnsOf = (id: string) => `${netnsPrefix}${id}`;
+    for (const id of [liveId, leakId, foreignId]) await run("ip", ["netns", "add", netnsOf(id)]);
+    const ips = join(ipamDir, "doctor-test");
+    await mkdir(ips, { recursive: true });
+    await writeFile(join(ips, "10.199.0.2"), `${liveId}\r\neth0`);
+    await writeFile(join(ips, "10.199.0.3"), `${leakId}\r\neth0`);
+    await writeFile(join(ips, "10.199.0.4"), `${foreignId}\r\neth0`);
+    await writeFile(join(ips, "last_reserved_ip.0"), "10.199.0.4");
+    await writeFile(join(ips, "lock"), "");
+    // crib's CNI cache names the leaked sandbox (ADD cached, then crib died): that is what makes its netns and IP crib's
+    const cache = join(dir, "root", "cni-cache");
+    await mkdir(cache, { recursive: true });
+    await writeFile(join(cache, `${leakId}.json`), JSON.stringify({
+      kind: "cribCniCacheV1", containerId: leakId, ifName: "eth0", netns: `/var/run/netns/${netnsOf(leakId)}`,
+      cniArgs: cniArgs(leakId, { namespace: "ns", name: "leak", uid: "u" }), capabilityArgs: {}, config: network,
+    }));
     for (const id of [liveId, leakId]) {
       const shm = join(dir, "state", "sandboxes", id, "shm");
       await mkdir(shm, { recursive: true });
@@ -203,44 +232,73 @@ describe("crib doctor", () => {
     const c = containerd.client(namespace);
     try {
       await c.snapshots.Prepare({ snapshotter: SNAPSHOTTER, key: `leaked-snapshot-${tag}`, parent: "", labels: {} });
+      // a record crib never lists (no crib extension): kubelet can never remove it
+      await c.containers.Create({
+        container: { id: strayId, labels: { "crib.kind": "sandbox" }, image: PAUSE_REF, runtime: { name: "io.containerd.runc.v2" }, spec: jsonAny(SPEC_TYPE, { ociVersion: "1.1.0" }) },
+      });
     } finally {
       c.close();
     }
+    const leakedShim = fakeShim(namespace, leakId);
+    const liveShim = fakeShim(namespace, liveId);
+    const foreignShim = fakeShim("k8s.io", foreignId);
+    await new Promise((r) => setTimeout(r, 300));
 
     const young = await doctor(["--config", configs.get("healthy")!, "--netns-prefix", netnsPrefix]);
-    assert.equal(young.code, 0, "leftovers younger than --leak-age (5m) may be a sandbox being created: not leaks");
+    assert.equal(young.code, 0, `leftovers younger than --leak-age (5m) may be a sandbox being created: not leaks\n${young.text}`);
 
     const found = await doctor(["--config", configs.get("healthy")!, ...common()]);
     assert.equal(found.code, 1);
     const leaks = (name: string) => (verdict(found.report, name).leaks ?? []).map((l) => l.name);
-    assert.deepEqual(leaks("leaked-netns"), [`${netnsPrefix}${leakId}`]);
-    assert.deepEqual(leaks("leaked-ips"), [join(ipamDir, "doctor-test", "10.199.0.3")]);
+    assert.deepEqual(leaks("leaked-netns"), [netnsOf(leakId)], "another runtime's netns of the same prefix is not crib's to list");
+    assert.deepEqual(leaks("leaked-ips"), [join(ips, "10.199.0.3")], "another runtime's address on the same network is not listed");
+    assert.deepEqual(leaks("leaked-cni-cache"), [join(cache, `${leakId}.json`)]);
     assert.deepEqual(leaks("leaked-mounts"), [join(dir, "state", "sandboxes", leakId, "shm")]);
+    assert.deepEqual(leaks("leaked-state-dirs"), [join(dir, "state", "sandboxes", leakId)]);
     assert.deepEqual(leaks("leaked-snapshots"), [`leaked-snapshot-${tag}`]);
-    assert.deepEqual(failing(found.report).map((f) => f.split(":")[0]).sort(), ["leaked-ips", "leaked-mounts", "leaked-netns", "leaked-snapshots"]);
+    assert.deepEqual(leaks("leaked-containers"), [strayId]);
+    assert.deepEqual(leaks("leaked-shims"), [`containerd-shim-runc-v2 pid ${leakedShim.pid}`], "only the shim of crib's namespace on crib's containerd with no container");
+    assert.deepEqual(failing(found.report).map((f) => f.split(":")[0]).sort(),
+      ["leaked-cni-cache", "leaked-containers", "leaked-ips", "leaked-mounts", "leaked-netns", "leaked-shims", "leaked-snapshots", "leaked-state-dirs"]);
     assert.match(verdict(found.report, "leaked-netns").fix ?? "", /crib doctor --fix-leaks/);
+
+    // the audit as data, for the chaos harness
+    const { stdout: auditJson } = await run(process.execPath, [MAIN, "doctor", "--leaks", "--json", "--config", configs.get("healthy")!, ...common()]).catch((e: { stdout: string }) => e);
+    const audit = JSON.parse(auditJson) as { ok: boolean; counts: Record<string, number>; unchecked: string[] };
+    assert.equal(audit.ok, false);
+    assert.deepEqual(audit.unchecked, []);
+    assert.deepEqual(audit.counts, { container: 1, "cni-cache": 1, "ip-reservation": 1, iptables: 0, netns: 1, mount: 1, "state-dir": 1, snapshot: 1, lease: 0, shim: 1 });
 
     const fixed = await doctor(["--config", configs.get("healthy")!, ...common(), "--fix-leaks"]);
     assert.equal(fixed.code, 0, fixed.text);
-    assert.deepEqual(fixed.report.fixed.map((f) => f.removed), [true, true, true, true]);
+    assert.ok(fixed.report.fixed.every((f) => f.removed), fixed.text);
     assert.match(verdict(fixed.report, "leaked-netns").message, /removed 1 leaked netns/);
 
     const { stdout: netns } = await run("ip", ["netns", "list"]);
-    assert.match(netns, new RegExp(`^${netnsPrefix}${liveId}\\b`, "m"), "the live sandbox's netns stays");
-    assert.doesNotMatch(netns, new RegExp(`${netnsPrefix}${leakId}`), "the leaked netns is gone");
-    assert.deepEqual((await readdir(join(ipamDir, "doctor-test"))).sort(), ["10.199.0.2", "last_reserved_ip.0", "lock"]);
+    assert.match(netns, new RegExp(`^${netnsOf(liveId)}\\b`, "m"), "the live sandbox's netns stays");
+    assert.match(netns, new RegExp(`^${netnsOf(foreignId)}\\b`, "m"), "another runtime's netns stays");
+    assert.doesNotMatch(netns, new RegExp(netnsOf(leakId)), "the leaked netns is gone");
+    // host-local released the address itself (CNI DEL); the others' reservations are untouched
+    assert.deepEqual((await readdir(ips)).sort(), ["10.199.0.2", "10.199.0.4", "last_reserved_ip.0", "lock"]);
+    assert.deepEqual(await readdir(cache), [], "DEL dropped the cache entry");
     const mounts = await readFile("/proc/self/mountinfo", "utf8");
     assert.ok(mounts.includes(join(dir, "state", "sandboxes", liveId, "shm")), "the live sandbox's mount stays");
     assert.ok(!mounts.includes(join(dir, "state", "sandboxes", leakId, "shm")), "the leaked mount is gone");
+    assert.deepEqual(await readdir(join(dir, "state", "sandboxes")), [liveId]);
     const c2 = containerd.client(namespace);
     try {
       await c2.snapshots.Stat({ snapshotter: SNAPSHOTTER, key: liveId });
       await assert.rejects(c2.snapshots.Stat({ snapshotter: SNAPSHOTTER, key: `leaked-snapshot-${tag}` }), /not found/);
+      await assert.rejects(c2.containers.Get({ id: strayId }), /not found/);
     } finally {
       c2.close();
     }
+    const alive = (p: ChildProcess) => { try { process.kill(p.pid ?? 0, 0); return true; } catch { return false; } };
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(leakedShim.exitCode !== null || leakedShim.signalCode !== null || !alive(leakedShim), true, "the leaked shim is gone");
+    assert.ok(alive(liveShim) && alive(foreignShim), "the live sandbox's shim and another namespace's stay");
 
     const again = await doctor(["--config", configs.get("healthy")!, ...common()]);
-    assert.equal(again.code, 0, "nothing left to find");
+    assert.deepEqual(failing(again.report), [], "nothing left to find");
   });
 });

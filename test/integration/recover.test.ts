@@ -43,9 +43,15 @@ async function undoneIds(env: PodEnv): Promise<string[]> {
   return (await env.crib.log()).split("\n").filter((l) => l.includes("had not finished")).map((l) => (JSON.parse(l) as { id: string }).id);
 }
 
+/** Until crib has reconciled and serves (it answers UNAVAILABLE meanwhile; on a busy node that takes a while). */
+async function serving(env: PodEnv): Promise<void> {
+  await eventually("crib to serve after reconciling", async () => ((await env.client.runtime.ListPodSandbox({})) ? true : undefined), 60_000);
+}
+
 async function crashDuring<T>(env: PodEnv, point: string, call: () => Promise<T>): Promise<void> {
   await env.crib.stopProcess("SIGTERM");
   await env.crib.startProcess({ CRIB_TEST_CRASH_AT: point });
+  await serving(env);
   await assert.rejects(call(), `the call fails: crib died at ${point}`);
   assert.equal(await env.crib.exited(), "SIGKILL", `crib killed itself at ${point}`);
   await restarted(env);
