@@ -155,7 +155,8 @@ describe("exec and attach", () => {
   });
 
   it("gives up on a client that never opens its streams, without calling the runtime", async () => {
-    const impatient = await StreamingServer.listen({ runtime: new FakeRuntime(), streamCreationTimeoutMs: 200 });
+    // long enough for the upgrade to finish on a loaded node, so the timeout is what ends the session
+    const impatient = await StreamingServer.listen({ runtime: new FakeRuntime(), streamCreationTimeoutMs: 1500 });
     try {
       // stdin is expected but the client opens no stdin stream.
       const r = await execSpdy(impatient.getExecUrl(exec(["cat"], { stdin: true })));
