@@ -254,7 +254,8 @@ describe("port forward with a reader that stops reading", () => {
       await sleep(3000);
       const written = writer?.stop() ?? 0;
       assert.ok(received > 0, "bytes flowed while the client read");
-      assert.ok(written < BOUND, `the pod wrote ${(written / (1 << 20)).toFixed(0)} MB to a client that stopped reading`);
+      // what the client read before it paused is not in flight (at loopback speed, 300 ms of it can pass the bound)
+      assert.ok(written - received < BOUND, `the pod wrote ${((written - received) / (1 << 20)).toFixed(0)} MB more than a client that stopped reading took`);
     } finally {
       client.destroy();
     }
