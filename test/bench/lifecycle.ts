@@ -247,7 +247,10 @@ async function withSides<T>(log: (line: string) => void, body: (sides: Side[], e
   }
 }
 
-/** From crib's "rpc traced" log lines: per method, the median ms, and per kind of call inside it its count and median ms. */
+/**
+ * From crib's "rpc traced" log lines: per method, the median ms, and per kind of call inside it
+ * how many per call (in how many of the calls it appeared at all) and the median ms it took where it did.
+ */
 function printTrace(text: string, log: (line: string) => void): void {
   const byMethod = new Map<string, { ms: number; calls: Record<string, string> }[]>();
   for (const line of text.split("\n")) {
@@ -255,17 +258,29 @@ function printTrace(text: string, log: (line: string) => void): void {
     const r = JSON.parse(line) as { method: string; ms: number; calls: Record<string, string> };
     byMethod.set(r.method, [...(byMethod.get(r.method) ?? []), r]);
   }
+  // RunPodSandbox's own timeline: when each part ended, ms after the start
+  const laps = new Map<string, number[]>();
+  for (const line of text.split("\n")) {
+    if (!line.includes('"sandbox ready"')) continue;
+    const r = JSON.parse(line) as { msSinceStart?: Record<string, number> };
+    for (const [k, v] of Object.entries(r.msSinceStart ?? {})) laps.set(k, [...(laps.get(k) ?? []), v]);
+  }
+  if (laps.size > 0) log(`RunPodSandbox parts ended at (median ms after its start): ${[...laps].map(([k, v]) => `${k} ${median(v).toFixed(1)}`).join(", ")}`);
   for (const [method, all] of byMethod) {
-    const kinds = new Map<string, { n: number; ms: number[] }>();
+    const kinds = new Map<string, { n: number[]; ms: number[] }>();
     for (const r of all) {
       for (const [k, v] of Object.entries(r.calls)) {
         const [n, ms] = [Number(v.split("×")[0]), Number(v.split(" ")[1])];
-        const e = kinds.get(k) ?? { n, ms: [] };
+        const e = kinds.get(k) ?? { n: [], ms: [] };
+        e.n.push(n);
         e.ms.push(ms);
         kinds.set(k, e);
       }
     }
-    const parts = [...kinds].map(([k, e]) => `${k} ${e.n}× ${median(e.ms).toFixed(1)} ms`);
+    const parts = [...kinds].map(([k, e]) => {
+      const where = e.n.length === all.length ? "" : ` in ${e.n.length}/${all.length} calls`;
+      return `${k} ${median(e.n)}×${where} ${median(e.ms).toFixed(1)} ms`;
+    });
     log(`trace ${method}: n=${all.length}, median ${median(all.map((r) => r.ms)).toFixed(1)} ms: ${parts.join("; ") || "no calls"}`);
   }
 }
