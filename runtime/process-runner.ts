@@ -183,8 +183,8 @@ export function runProcess(file: string, args: string[], options: RunOptions = {
 }
 
 /** Like a promisified execFile: stdout and stderr as text; a non-zero exit rejects with an error carrying them. */
-export async function execFileOffThread(file: string, args: string[], options: { signal?: AbortSignal } = {}): Promise<{ stdout: string; stderr: string }> {
-  const what = args.filter((a) => !a.startsWith("-") && !a.startsWith("crib-") && !a.startsWith("/")).slice(0, 3).join(" ");
+export async function execFileOffThread(file: string, args: string[], options: { signal?: AbortSignal; group?: boolean } = {}): Promise<{ stdout: string; stderr: string }> {
+  const what = args.filter((a) => !a.startsWith("-") && !a.startsWith("crib-") && !a.startsWith("/")).slice(0, 3).map((a) => (a.length > 32 ? `${a.slice(0, 32)}…` : a)).join(" ");
   const r = await counted(`exec ${file.split("/").pop()} ${what}`, runProcess(file, args, options));
   const stdout = r.stdout.toString("utf8");
   const stderr = r.stderr.toString("utf8");
