@@ -179,6 +179,28 @@ describe("validation at the door", () => {
       await refused(env.client.runtime.ExecSync({ container_id: c, cmd: ["/etc"], timeout: 5 }), "not executable", 9);
     });
 
+    // found by the fuzzer: the 100 kB name came back whole in the status message; a grpc-js
+    // client took that trailer for a compression error, sent GOAWAY and hung every later call
+    it("a 100 kB capability name, log_path or label: refused with a short message, and the connection serves the next call", async () => {
+      const huge = "x".repeat(100_000);
+      const cases: [Partial<cri.ContainerConfig__Input>, string][] = [
+        [{ linux: { security_context: { capabilities: { add_capabilities: ["NET_RAW", huge] } } } }, "config.linux.security_context.capabilities.add_capabilities[1]"],
+        [{ linux: { security_context: { capabilities: { drop_capabilities: ["CAP_NOT_A_CAP"] } } } }, "capabilities.drop_capabilities[0]"],
+        [{ log_path: huge }, "config.log_path"],
+        [{ labels: { k: huge } }, "config.labels[\"k\"]"],
+        [{ labels: { "": "v" } }, "config.labels"],
+      ];
+      for (const [config, field] of cases) {
+        const started = Date.now();
+        const details = await refused(create(config), field);
+        assert.ok(details.length < 300, `a short message: ${details.length} characters`);
+        const version = await env.client.runtime.Version({}, { timeoutMs: 10_000 });
+        assert.equal(version.runtime_name, "crib");
+        assert.ok(Date.now() - started < 10_000, `answered in ${Date.now() - started} ms`);
+      }
+      await refused(runPod("huge-label", { labels: { k: huge } }), "config.labels[\"k\"]");
+    });
+
     it("leaves nothing behind after all of it", async () => {
       const files = await readdir(join(env.crib.dir, "root", "sandboxes"));
       const { items } = await env.client.runtime.ListPodSandbox({});
