@@ -129,7 +129,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   };
   const handler = deps.config.runtimes[handlerName] ?? deps.config.runtimes[deps.config.default_runtime]!;
   // the record and the stdio FIFOs need nothing from each other (the intent names both)
-  const io = new ContainerIo({ dir: meta.ioDir, stdin: config.stdin, tty: config.tty, logPath, maxLineSize: deps.config.containers.max_log_line_size, fifos: deps.fifos });
+  const io = containerIo(deps, meta.id, { ioDir: meta.ioDir, stdin: config.stdin ?? false, tty: config.tty ?? false, logPath });
   undo.defer("remove io", async () => {
     await io.remove();
     await rm(dirname(ioDir), { recursive: true, force: true });
@@ -181,4 +181,16 @@ async function resolveUserInSnapshot(mounts: MountSpec[], request: UserRequest) 
     }
   }
   return withTempMount(mounts, (root) => resolveUser(root, request));
+}
+
+/** A container's stdio, its log-file failures logged (once, and when writing works again). */
+export function containerIo(deps: Pick<Deps, "config" | "fifos" | "log">, id: string, o: { ioDir: string; stdin: boolean; tty: boolean; logPath: string }): ContainerIo {
+  const log = deps.log.child({ container: id.slice(0, 12), path: o.logPath });
+  return new ContainerIo({
+    dir: o.ioDir, stdin: o.stdin, tty: o.tty, logPath: o.logPath, maxLineSize: deps.config.containers.max_log_line_size, fifos: deps.fifos,
+    onLogFile: (what, err) => {
+      if (what === "failed") log.error({ err: err?.message }, "cannot write the container's log file: its output is dropped until writing works again");
+      else log.info("the container's log file is written again");
+    },
+  });
 }

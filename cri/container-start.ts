@@ -4,9 +4,12 @@ import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { nowNanos } from "./sandbox-run.js";
-import { failedPrecondition, internal, notFound, required } from "../runtime/errors.js";
+import { status } from "@grpc/grpc-js";
+import { failedPrecondition, internal, isKind, notFound, required, unavailable } from "../runtime/errors.js";
 import type { Container } from "./store/containers.js";
-import { startTask } from "../runtime/containerd/tasks.js";
+import { startTask, taskState, type Stdio, type SnapshotMounts } from "../runtime/containerd/tasks.js";
+import { ContainerdError } from "../runtime/containerd/errors.js";
+import { removeTask } from "./reconciler.js";
 import { containerEvent } from "./container-events.js";
 import { crashPoint } from "./crash-point.js";
 import { containerParts } from "./container-remove.js";
@@ -29,7 +32,7 @@ async function start(deps: Deps, c: Container, ctx: CallContext): Promise<cri.St
   // a crash from here on leaves a task that may or may not run: start-up finishes or undoes it
   await deps.intents.record({ kind: "container-start", container: containerParts(c) });
   try {
-    const pid = await startTask(deps.containerd, c.id, io.paths, signal, c.rootfs);
+    const pid = await startTaskOnce(deps, c.id, io.paths, signal, c.rootfs);
     crashPoint("container-start:started");
     await io.started();
     // an exit event may already have been handled while Start was in flight
@@ -41,6 +44,11 @@ async function start(deps: Deps, c: Container, ctx: CallContext): Promise<cri.St
     ctx.log.info({ container: c.id.slice(0, 12), pid }, "container started");
     return {};
   } catch (err) {
+    if (isKind(err, "unavailable") && (err as Error).cause instanceof ContainerdError) {
+      // nothing was started by this call: the container stays CREATED for the retry
+      await deps.intents.done("container-start", c.id);
+      throw err;
+    }
     const message = err instanceof Error ? err.message : String(err);
     const now = nowNanos();
     await deps.containers.setStatus(c, { state: "CONTAINER_EXITED", startedAt: now, finishedAt: now, exitCode: 128, reason: "StartError", message });
@@ -48,5 +56,36 @@ async function start(deps: Deps, c: Container, ctx: CallContext): Promise<cri.St
     await io.close();
     await deps.intents.done("container-start", c.id);
     throw err;
+  }
+}
+
+/** containerd is in, or was left by, another tasks.Create of this container: a StartContainer crib died in. */
+const createInFlight = (err: unknown): boolean =>
+  err instanceof ContainerdError && err.method === "tasks.Create"
+  && (err.code === status.ALREADY_EXISTS || /file exists/.test(err.message));
+
+const IN_FLIGHT_WAIT_MS = 30_000;
+
+/**
+ * startTask, after an interrupted StartContainer's own tasks.Create (crib
+ * killed while containerd ran it) has ended: containerd finishes that call on
+ * its own, holding the task's bundle meanwhile. The task it leaves never ran
+ * and has the old call's stdio, so it is removed and made again.
+ */
+async function startTaskOnce(deps: Deps, id: string, stdio: Stdio, signal: AbortSignal, rootfs?: SnapshotMounts): Promise<number> {
+  const deadline = Date.now() + IN_FLIGHT_WAIT_MS;
+  for (;;) {
+    try {
+      return await startTask(deps.containerd, id, stdio, signal, rootfs);
+    } catch (err) {
+      if (!createInFlight(err)) throw err;
+      if (Date.now() > deadline || signal.aborted) {
+        throw unavailable(`container ${id}: containerd is still in the task create of an interrupted StartContainer (${(err as Error).message}); try again`, err);
+      }
+      const t = await taskState(deps.containerd, id, signal);
+      if (t && t.status !== "CREATED") throw failedPrecondition(`container ${id}: its task is ${t.status.toLowerCase()} although crib never started it`);
+      if (t) await removeTask(deps, id, signal);
+      else await new Promise((r) => setTimeout(r, 250));
+    }
   }
 }

@@ -11,7 +11,7 @@ import type { Deps } from "./deps.js";
 import { KIND_LABEL, SANDBOX_EXTENSION, type Sandbox, type SandboxMeta } from "./store/sandboxes.js";
 import { CONTAINER_EXTENSION, type ContainerMeta, type Container } from "./store/containers.js";
 import { extensionOf, taskState } from "../runtime/containerd/tasks.js";
-import { ContainerIo } from "../runtime/container-io.js";
+import { containerIo } from "./container-create.js";
 import { settleExit } from "./exits.js";
 import { sandboxEvent } from "./container-events.js";
 import { removeImageVolumesAt, restoreImageVolumes } from "./image-volumes.js";
@@ -105,7 +105,7 @@ export async function recover(deps: Deps): Promise<Sandbox[]> {
     const task = await taskState(deps.containerd, meta.id, AbortSignal.timeout(CALL_MS)).then((t) => t ?? null, () => "unknown" as const);
     const alive = task === "unknown" || (task !== null && task.status !== "STOPPED");
     const fifosExist = await stat(meta.ioDir).then(() => true, () => false);
-    const io = new ContainerIo({ dir: meta.ioDir, stdin: meta.config.stdin, tty: meta.config.tty, logPath: meta.logPath, maxLineSize: deps.config.containers.max_log_line_size, fifos: deps.fifos });
+    const io = containerIo(deps, meta.id, { ioDir: meta.ioDir, stdin: meta.config.stdin, tty: meta.config.tty, logPath: meta.logPath });
     if (status.state === "CONTAINER_CREATED" || alive) {
       await io.open(!fifosExist);
       if (alive && status.state === "CONTAINER_RUNNING") await io.started();

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { Writable } from "node:stream";
 import type { Socket } from "node:net";
 import { openFifoReader, openFifoWriter, spawnMkfifo, type FifoMaker } from "./fifo.js";
-import { CriLineEncoder, CriLogFile } from "./cri-log.js";
+import { CriLineEncoder, CriLogFile, type LogFileReport } from "./cri-log.js";
 
 /** One read from a FIFO: the most output crib holds per stream, and the most a SIGKILLed crib can lose. */
 export const READ_BYTES = 32 * 1024;
@@ -27,6 +27,8 @@ export interface IoOptions {
   maxLineSize: number;
   /** where the FIFOs come from (default: a mkfifo process) */
   fifos?: FifoMaker;
+  /** hears when writing the log file fails and when it works again */
+  onLogFile?: LogFileReport;
 }
 
 export class ContainerIo {
@@ -60,7 +62,7 @@ export class ContainerIo {
       await (this.#opts.fifos ?? spawnMkfifo).make(p.stdin, p.stdout, p.stderr);
     }
     if (this.#opts.logPath) {
-      this.#log = new CriLogFile(this.#opts.logPath);
+      this.#log = new CriLogFile(this.#opts.logPath, this.#opts.onLogFile);
       await this.#log.open();
     }
     const copies: Promise<void>[] = [];

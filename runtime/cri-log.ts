@@ -182,6 +182,9 @@ export class CriLineEncoder {
   }
 }
 
+/** "failed": the output from now on is dropped, until "resumed". */
+export type LogFileReport = (what: "failed" | "resumed", err?: Error) => void;
+
 /**
  * The log file: one write() per batch, each resolved once the kernel has it,
  * so whoever awaits it holds no more than that batch. reopen() switches to a
@@ -192,10 +195,15 @@ export class CriLogFile {
   #writing: Promise<void> = Promise.resolve();
   #reopening: Promise<void> = Promise.resolve();
   #closed = false;
-  /** the first write error since the last reopen (the file is then skipped, as containerd goes on draining) */
+  /** the write error in force: batches are dropped (output is still drained, as containerd does) */
   error: Error | undefined;
+  #failedAt = 0;
 
-  constructor(readonly path: string) {}
+  /**
+   * `report` hears when writing fails (once, not per batch) and when it works again.
+   * While failing, a write is tried at most once every `retryMs` (a full disk may get room again).
+   */
+  constructor(readonly path: string, private readonly report: LogFileReport = () => undefined, private readonly retryMs = 1000) {}
 
   async open(): Promise<void> {
     this.#fd = await this.#openFile();
@@ -235,11 +243,20 @@ export class CriLogFile {
   }
 
   async #writeAll(data: Uint8Array): Promise<void> {
-    if (this.#fd < 0 || this.error !== undefined) return;
+    if (this.#fd < 0) return;
+    if (this.error !== undefined && Date.now() - this.#failedAt < this.retryMs) return; // dropped
     try {
       await this.#writeFully(this.#fd, data);
+      if (this.error !== undefined) {
+        this.error = undefined;
+        this.report("resumed");
+      }
     } catch (err) {
-      this.error = err instanceof Error ? err : new Error(String(err));
+      this.#failedAt = Date.now();
+      if (this.error === undefined) {
+        this.error = err instanceof Error ? err : new Error(String(err));
+        this.report("failed", this.error);
+      }
     }
   }
 

@@ -4,13 +4,16 @@
 // exec client that stops reading stops the process, not crib's memory.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { open, readFile, rename, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import { PodEnv } from "../fixtures/pod-env.js";
 import { CriClient } from "../fixtures/cri-client.js";
 import { SpdyClient } from "../fixtures/stream-clients.js";
 import { READ_BYTES } from "../../runtime/container-io.js";
 
+const run = promisify(execFile);
 const FLOOD_S = 10;
 const LINE = "the quick brown fox jumps over the lazy dog 0123456789";
 const ENTRY = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) ([PF]) (.*)$/s;
@@ -153,6 +156,49 @@ describe("container output under load", () => {
     const gaps = during.slice(1).map((t, i) => t.at - during[i]!.at);
     assert.ok(Math.max(...gaps) < 2000, `no neighbour line waited 2 s behind the flood: longest gap ${Math.max(...gaps)} ms`);
     await env.client.runtime.StopContainer({ container_id: slow, timeout: 0 });
+  });
+
+  it("on a full disk: says so once in crib's log, drains the output, and logs again once there is room", async () => {
+    const dir = join(env.crib.dir, "pods", "full-disk");
+    await mkdir(dir, { recursive: true });
+    await run("mount", ["-t", "tmpfs", "-o", "size=64k", "crib-test-full", dir]);
+    try {
+      const full = await env.runPod("full-disk");
+      // fill it: the log file can be made, but nothing more can be written
+      const filler = join(dir, "filler");
+      const chunk = Buffer.alloc(1024, 120);
+      const f = await open(filler, "w");
+      try {
+        for (;;) await f.write(chunk);
+      } catch (err) {
+        assert.equal((err as NodeJS.ErrnoException).code, "ENOSPC");
+      } finally {
+        await f.close();
+      }
+      const c = await env.runContainer(full, "ticker", { command: ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.05; done"] });
+      await sleep(2000);
+      assert.equal((await env.client.runtime.ContainerStatus({ container_id: c })).status?.state, "CONTAINER_RUNNING", "the container is not blocked");
+      assert.equal((await stat(join(dir, "ticker.log"))).size, 0, "nothing could be written");
+      const failed = () => env.crib.log().then((l) => l.split("\n").filter((x) => x.includes("cannot write the container's log file") && x.includes(c.slice(0, 12))));
+      assert.equal((await failed()).length, 1, "one error line, not one per batch");
+      assert.match((await failed())[0]!, /ENOSPC/);
+      await rm(filler);
+      const deadline = Date.now() + 10_000;
+      while ((await stat(join(dir, "ticker.log"))).size === 0) {
+        assert.ok(Date.now() < deadline, "the log is written again within 10 s of there being room");
+        await sleep(100);
+      }
+      await sleep(500);
+      const ticks: number[] = [];
+      await scanLog(join(dir, "ticker.log"), (m) => void ticks.push(Number(m[3]!.split(" ")[1])));
+      assert.ok(ticks.length >= 3, `new lines arrive: ${ticks.length}`);
+      for (let i = 1; i < ticks.length; i++) assert.equal(ticks[i], ticks[i - 1]! + 1, "in order, none lost once writing works");
+      assert.ok((await env.crib.log()).includes("the container's log file is written again"));
+      await env.client.runtime.StopPodSandbox({ pod_sandbox_id: full.id });
+      await env.client.runtime.RemovePodSandbox({ pod_sandbox_id: full.id });
+    } finally {
+      await run("umount", [dir]).catch(() => undefined);
+    }
   });
 
   it("logs \\r\\n line endings as containerd does", async () => {

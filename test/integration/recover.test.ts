@@ -195,6 +195,38 @@ describe("crib SIGKILLed in CreateContainer and StartContainer, then restarted",
     }
     await onlyThePod();
   });
+
+  it("while containerd still creates the task (a slow runc): kubelet's retry starts it, never UNKNOWN 'file exists'", async () => {
+    // runc's `create` takes 4 s, so containerd is still in the interrupted
+    // call's tasks.Create when the restarted crib is asked to start again
+    const slow = join(env.crib.dir, "slow-runc");
+    await writeFile(slow, "#!/bin/sh\nfor a; do [ \"$a\" = create ] && sleep 4 && break; done\nexec /usr/sbin/runc \"$@\"\n");
+    await chmod(slow, 0o755);
+    const original = await readFile(env.crib.configPath, "utf8");
+    const config = parse(original) as { runtimes?: Record<string, Record<string, unknown>> };
+    config.runtimes = { runc: { runtime_type: "io.containerd.runc.v2", binary_name: slow } };
+    await writeFile(env.crib.configPath, stringify(config));
+    try {
+      await env.crib.restart("SIGTERM");
+      const { container_id } = await create("slow-create");
+      const started = env.client.runtime.StartContainer({ container_id }).then(() => "started", () => "failed");
+      await new Promise((r) => setTimeout(r, 1000));
+      await env.crib.stopProcess("SIGKILL");
+      await started;
+      await env.crib.startProcess();
+      const retried = await env.client.runtime.StartContainer({ container_id }).then(() => ({ code: 0, details: "" }), (e: { code: number; details: string }) => e);
+      // OK, or a precise answer a kubelet acts on: already running
+      assert.ok(retried.code === 0 || (retried.code === 9 && /is running/.test(retried.details)), `retry answered ${retried.code}: ${retried.details}`);
+      const c = await env.client.runtime.ContainerStatus({ container_id });
+      assert.equal(c.status?.state, "CONTAINER_RUNNING");
+      assert.equal((await env.exec(container_id, ["/bin/true"])).code, 0, "and it runs");
+      await env.client.runtime.RemoveContainer({ container_id });
+    } finally {
+      await writeFile(env.crib.configPath, original);
+      await env.crib.restart("SIGTERM");
+    }
+    await onlyThePod();
+  });
 });
 
 describe("crib started while containerd is down", () => {
