@@ -368,6 +368,7 @@ export async function fuzz(env: PodEnv, options: FuzzOptions): Promise<FuzzRepor
   const containerId = await env.runContainer(pod, "fuzz-base", { labels: { app: "fuzz" } });
   const ctx: Ctx = { env, n: 0, podId: pod.id, podConfig: pod.config as Json, containerId, hostDir };
 
+  const logFrom = (await env.crib.log()).length;
   const baseline = sorted(await leftovers(env));
   const dirsBefore = await stateDirs(env);
   const strayBefore = await strayFiles(env);
@@ -450,11 +451,26 @@ export async function fuzz(env: PodEnv, options: FuzzOptions): Promise<FuzzRepor
   const dirsAfter = await stateDirs(env);
   const extraDirs = dirsAfter.filter((d) => !dirsBefore.includes(d));
   if (extraDirs.length > 0) fail(`leak: state dirs ${extraDirs.slice(0, 5).join(", ")}`);
+  // a failed rollback step, a log file that cannot be written…: crib said something went wrong
+  for (const line of await loggedErrors(env, logFrom)) fail(`crib logged an error: ${line}`);
   const stray = (await strayFiles(env)).filter((f) => !strayBefore.includes(f));
   if (stray.length > 0) fail(`files outside crib's dirs: ${stray.slice(0, 10).join(", ")}`);
 
   for (const id of basePods) await removePod(ctx, id);
   return { cases: ran, codes, failures, ms: Date.now() - started };
+}
+
+/** The distinct error-level (pino 50+) lines of crib's log after `from`. */
+async function loggedErrors(env: PodEnv, from: number): Promise<string[]> {
+  const seen = new Set<string>();
+  for (const line of (await env.crib.log()).slice(from).split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const entry = JSON.parse(line) as { level?: number; msg?: string; err?: unknown; method?: string; step?: string };
+    if ((entry.level ?? 0) < 50) continue;
+    const err = typeof entry.err === "string" ? entry.err : JSON.stringify(entry.err ?? "");
+    seen.add(`${entry.msg}${entry.method ? ` (${entry.method})` : ""}${entry.step ? ` step ${entry.step}` : ""}: ${err.slice(0, 200)}`);
+  }
+  return [...seen].slice(0, 20);
 }
 
 /** Whether crib answers Version on a connection of its own; the env's client is replaced by it. */
