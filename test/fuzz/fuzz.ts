@@ -267,8 +267,11 @@ const mapMutations: Mutation[] = [
   { name: "empty map", apply: () => ({}) },
   { name: "empty key", apply: () => ({ "": "v" }) },
   { name: "NUL in key", apply: () => ({ [`k\0${MARKER}`]: "v" }) },
-  { name: "newline in value", apply: () => ({ k: `v\n${MARKER}` }) },
-  { name: "huge value", apply: () => ({ k: "x".repeat(100_000) }) },
+  // the value of the map's own first key (a real sysctl, label, annotation), so that it reaches what uses it
+  { name: "newline in value", apply: (v) => ({ ...(v as Json), [firstKey(v)]: `v\n${MARKER}` }) },
+  { name: "huge value", apply: (v) => ({ ...(v as Json), [firstKey(v)]: "x".repeat(100_000) }) },
+  { name: "unicode value", apply: (v) => ({ ...(v as Json), [firstKey(v)]: `ü\u202e💥\uFFFD${MARKER}` }) },
+  { name: "negative value", apply: (v) => ({ ...(v as Json), [firstKey(v)]: "-1" }) },
 ];
 const messageMutations: Mutation[] = [{ name: "absent", apply: () => null }];
 const boolMutations: Mutation[] = [{ name: "flipped", apply: (v) => !v }];
@@ -279,6 +282,7 @@ const bytesMutations: Mutation[] = [
   { name: "newline bytes", apply: () => Buffer.from(`a\n${MARKER}=1`) },
 ];
 
+const firstKey = (v: Value): string => Object.keys((v ?? {}) as Json)[0] ?? "k";
 const MAP_FIELDS = new Set(["labels", "annotations", "sysctls", "label_selector", "unified"]);
 
 /** Every (path, mutation) of a request. */

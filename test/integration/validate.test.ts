@@ -201,6 +201,17 @@ describe("validation at the door", () => {
       await refused(runPod("huge-label", { labels: { k: huge } }), "config.labels[\"k\"]");
     });
 
+    // found by the fuzzer: UNKNOWN with runc's "write /proc/sys/…: invalid argument"
+    it("a sysctl value the kernel refuses: INVALID_ARGUMENT naming the sysctl, and no pod", async () => {
+      const before = (await env.client.runtime.ListPodSandbox({})).items.length;
+      for (const value of ["-1", "x".repeat(100_000), "ü💥"]) {
+        const details = await refused(runPod("bad-sysctl", { linux: { sysctls: { "net.ipv4.ip_unprivileged_port_start": value } } }),
+          'config.linux.sysctls["net.ipv4.ip_unprivileged_port_start"]');
+        assert.match(details, /is refused by the kernel \(invalid argument\)/);
+      }
+      assert.equal((await env.client.runtime.ListPodSandbox({})).items.length, before, "no pod sandbox is left listed");
+    });
+
     it("leaves nothing behind after all of it", async () => {
       const files = await readdir(join(env.crib.dir, "root", "sandboxes"));
       const { items } = await env.client.runtime.ListPodSandbox({});
