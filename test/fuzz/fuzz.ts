@@ -256,6 +256,8 @@ const numberMutations: Mutation[] = [
   { name: "negative", apply: () => -1 },
   { name: "very negative", apply: () => -2147483648 },
   { name: "huge", apply: () => 2147483647 },
+  // seconds whose milliseconds overflow a timer (> 24.8 days), yet within every range crib checks
+  { name: "a month", apply: () => 31 * 24 * 3600 },
   { name: "int64 max", apply: () => "9223372036854775807" },
   { name: "int64 min", apply: () => "-9223372036854775808" },
 ];

@@ -177,6 +177,9 @@ describe("validation at the door", () => {
       // found by the fuzzer: a program that is not there is NOT_FOUND naming it, not UNKNOWN with runc's text
       await refused(env.client.runtime.ExecSync({ container_id: c, cmd: ["crib-fuzz-rel/x"], timeout: 5 }), "cmd[0] \"crib-fuzz-rel/x\"", 5);
       await refused(env.client.runtime.ExecSync({ container_id: c, cmd: ["/etc"], timeout: 5 }), "not executable", 9);
+      // found by the fuzzer: a timeout past 24.8 days overflowed the timer, which fired at once: DEADLINE_EXCEEDED at start
+      const month = await env.client.runtime.ExecSync({ container_id: c, cmd: ["/bin/echo", "hi"], timeout: 31 * 24 * 3600 });
+      assert.equal(month.stdout.toString(), "hi\n");
     });
 
     // found by the fuzzer: the 100 kB name came back whole in the status message; a grpc-js
