@@ -27,8 +27,9 @@ import { containerEvent } from "./container-events.js";
 import { imageVolumeMounts, prepareImageVolumes } from "./image-volumes.js";
 import type { Intent } from "./intents.js";
 import { crashPoint } from "./crash-point.js";
-import { containerInSandbox, logTarget } from "./validate.js";
+import { containerInSandbox, logTarget, shown } from "./validate.js";
 import { resourcesInForce } from "../runtime/spec/resources.js";
+import { counted } from "../runtime/call-trace.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
   const found = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -79,7 +80,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   undo.defer("release name", () => deps.containers.release(key, id));
 
   const [image] = await Promise.all([deps.images.find(imageRef, ctx.signal), recorded]);
-  if (!image) throw notFound(`container "${metadata.name}" in sandbox ${sandbox.id}: image "${imageRef}" not found`);
+  if (!image) throw notFound(`container ${shown(metadata.name)} in sandbox ${sandbox.id}: image ${shown(imageRef)} not found`);
   const imageConfig = image.config.config ?? {};
 
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]);
@@ -89,12 +90,15 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   crashPoint("container-create:snapshot");
 
   const sc = config.linux?.security_context ?? null;
-  const user = await resolveUserInSnapshot(mounts, { securityContext: sc, imageUser: imageConfig.User ?? "" });
   // kubelet expects a missing host path to be created as a directory
-  for (const m of config.mounts) {
+  const hostPaths = Promise.all(config.mounts.map(async (m) => {
     if (m.host_path && !(await stat(m.host_path).then(() => true, () => false))) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
-  }
-  const devices = await resolveDevices(config.devices);
+  }));
+  const [user, , devices] = await allSettled([
+    counted("create: user from the image", resolveUserInSnapshot(mounts, { securityContext: sc, imageUser: imageConfig.User ?? "" })),
+    counted("create: host paths", hostPaths),
+    resolveDevices(config.devices),
+  ]);
   const privileged = sc?.privileged ?? false;
   const seccomp = seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? "", "", "unconfined", "config.linux.security_context");
   const seccompProfile = seccomp.kind === "localhost" ? await readSeccompProfile(seccomp.path) : undefined;
@@ -135,7 +139,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
     await rm(dirname(ioDir), { recursive: true, force: true });
   });
   await allSettled([
-    createContainer(deps.containerd, {
+    counted("create: record", createContainer(deps.containerd, {
       id, image: image.name, parent: image.chainId, spec,
       runtime: { binaryName: handler.binary_name, systemdCgroup: handler.systemd_cgroup },
       labels: { [KIND_LABEL]: "container", "crib.sandbox-id": sandbox.id, ...config.labels },
@@ -143,8 +147,8 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
     }, signal, true).then(() => {
       crashPoint("container-create:record");
       undo.defer("delete container", (s) => deleteContainer(deps.containerd, id, s));
-    }),
-    io.open(true),
+    })),
+    counted("create: stdio", io.open(true)),
   ]);
   undo.defer("remove status", () => deps.containers.removeFiles(id));
 

@@ -26,9 +26,16 @@ export async function removeContainerRpc(deps: Deps, req: cri.RemoveContainerReq
 
 export async function removeContainer(deps: Deps, c: Container, ctx: CallContext): Promise<void> {
   // a crash from here on: start-up finishes the removal from this record
-  await deps.intents.record({ kind: "container-remove", container: containerParts(c) });
-  await stopContainer(deps, c, 0, ctx);
-  await deleteTask(deps.containerd, c.id, ctx.signal);
+  const recorded = deps.intents.record({ kind: "container-remove", container: containerParts(c) });
+  if (c.status.state === "CONTAINER_EXITED") {
+    // the exit handler's task Delete is under way whatever this call does: the record's fsync
+    // waits beside it, and a crash before the record leaves what it would anyway (an exited container)
+    await allSettled([recorded, deleteTask(deps.containerd, c.id, ctx.signal)]);
+  } else {
+    await recorded;
+    await stopContainer(deps, c, 0, ctx);
+    await deleteTask(deps.containerd, c.id, ctx.signal);
+  }
   // status changes from here on stay in memory, or a late one would bring the directory back
   deps.containers.retire(c);
   // with the task gone, the record and snapshot, the FIFOs then their state directory, and the

@@ -23,7 +23,7 @@ import type { StatsCollector } from "./stats-collector.js";
 import type { EventBus } from "./event-bus.js";
 import type { ContainerEvent } from "./container-events.js";
 import type { PodCidrs } from "./store/pod-cidrs.js";
-import type { CribMetrics } from "./metrics.js";
+import type { MetricsSink } from "./metrics-sink.js";
 import type { IntentJournal } from "./intents.js";
 import type { Reconciler } from "./reconciler.js";
 
@@ -90,7 +90,7 @@ export interface Deps {
   /** from UpdateRuntimeConfig, for CNI ADD */
   podCidrs: PodCidrs;
   /** crib's Prometheus metrics (served when [metrics] address is set) */
-  metrics: CribMetrics;
+  metrics: MetricsSink;
   /** hands out the URLs of Exec, Attach and PortForward (cri/streaming.ts) */
   streaming: StreamingServer;
   /** what multi-step operations are about to make, durable before their first side effect */

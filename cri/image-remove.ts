@@ -4,6 +4,7 @@
 // containerd's garbage collection frees the content and snapshots at once.
 import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
+import { allSettled } from "./rollback.js";
 import type { Deps } from "./deps.js";
 import { failedPrecondition, required } from "../runtime/errors.js";
 import { isNotFound } from "../runtime/containerd/errors.js";
@@ -47,15 +48,15 @@ export async function removeImage(deps: Deps, req: cri.RemoveImageRequest, ctx: 
       throw failedPrecondition(`image "${spec}" (${image.id}) is the pinned sandbox image of pod sandbox ${user.id}${pod}; remove the sandbox first`);
     }
   }
-  await deps.imageStore.writing(async () => {
-    for (const [i, name] of names.entries()) {
-      try {
-        await deps.containerd.images.Delete({ name, sync: i === names.length - 1 }, ctx.signal);
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
+  // side by side, each with a synchronous GC: containerd's scheduler runs one collection for
+  // waiters that overlap, and the last to answer has waited for one after every delete
+  await deps.imageStore.writing(() => allSettled(names.map(async (name) => {
+    try {
+      await deps.containerd.images.Delete({ name, sync: true }, ctx.signal);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
     }
-  });
+  })));
   ctx.log.info({ image: spec, id: image.id, removed: names }, "image removed");
   return {};
 }

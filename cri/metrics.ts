@@ -8,6 +8,7 @@ import { status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { CallObserver } from "./rpc.js";
+import type { MetricsSink } from "./metrics-sink.js";
 import type { Container } from "./store/containers.js";
 import type { Sandbox } from "./store/sandboxes.js";
 
@@ -29,7 +30,7 @@ export function parseListenAddress(address: string): { host: string; port: numbe
   return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port };
 }
 
-export class CribMetrics implements CallObserver {
+export class CribMetrics implements CallObserver, MetricsSink {
   readonly registry = new Registry();
   readonly #rpcSeconds: Histogram<"method">;
   readonly #rpcErrors: Counter<"method" | "code">;

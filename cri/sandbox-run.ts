@@ -10,12 +10,12 @@ import { Rollback, allSettled } from "./rollback.js";
 import { KIND_LABEL, SANDBOX_EXTENSION, sandboxNameKey, type Sandbox, type SandboxMeta } from "./store/sandboxes.js";
 import { alreadyExists, invalidArgument, required } from "../runtime/errors.js";
 import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
+import { refusedSysctl } from "../runtime/spec/sysctls.js";
 import { readSeccompProfile, seccompChoice } from "../runtime/spec/seccomp.js";
 import { createContainer, deleteContainer, startTask, updateExtension } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
 import type { CapabilityArgs } from "../cni/network.js";
 import type { IpRanges } from "../cni/ip.js";
-import type { Netns } from "../runtime/netns.js";
 import { sandboxEvent } from "./container-events.js";
 import { removeTask } from "./reconciler.js";
 import { reapShims } from "./shim-reaper.js";
@@ -124,40 +124,41 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   const ms: Record<string, number> = {};
   const lap = <T>(what: string, work: Promise<T>): Promise<T> =>
     work.finally(() => { ms[what] = Math.round(performance.now() - started); });
+  lap("intent", recorded).catch(() => {});
   const handler = deps.config.runtimes[handlerName]!;
-  // the sandbox image and the netns need nothing from each other; the netns waits for the intent record
+  // The netns with its loopback up (after the intent record) and the sandbox image need nothing from each other; the pause
+  // container's record and snapshot need the image and the netns's path, not the netns: only its task does.
   if (!host) undo.defer("remove netns", (s) => deps.netns.remove(parts.netnsPath, s));
-  const adding = host ? Promise.resolve(undefined) : recorded.then(() => lap("netns", deps.netns.add(id, signal))).then((added) => {
+  const adding = host ? Promise.resolve(undefined) : recorded.then(() => lap("netns", deps.netns.create(id, signal))).then((added) => {
     crashPoint("sandbox-run:netns");
     return added;
   });
-  const [image, netns] = await allSettled<[Awaited<ReturnType<Deps["images"]["ensure"]>>, Netns | undefined, void]>([
-    lap("image", deps.images.ensure(deps.config.sandbox.image, signal)),
-    adding,
-    recorded,
-  ]);
-  const netnsPath = netns?.path ?? "";
+  const imaged = lap("image", deps.images.ensure(deps.config.sandbox.image, signal));
   undo.defer("remove sandbox files", () => removeSandboxFiles(dir, shmDir));
+  const netnsPath = parts.netnsPath;
   const meta: SandboxMeta = {
-    id, config, createdAt: nowNanos(), runtimeHandler: handlerName, netnsPath, ips: [], dir, shmDir, image: image.name,
+    id, config, createdAt: nowNanos(), runtimeHandler: handlerName, netnsPath, ips: [], dir, shmDir, image: "",
   };
 
   // The pod network (then the files, /etc/hosts names the pod IPs) and the pause
   // container need nothing from each other but the netns: set them up side by side.
   const network = async (): Promise<string[]> => {
+    const netns = await adding;
     let ips: string[] = [];
     if (netns) {
       const attachment = { id, netns: netns.path, pod, capabilityArgs: capArgs };
       // ADD can half-allocate: DEL runs even when ADD fails
       undo.defer("CNI DEL", (s) => deps.cni.del(attachment, s));
-      const [, result] = await allSettled([deps.netns.loopbackUp(netns, signal), deps.cni.add(attachment, addDeadline(deps, ctx, signal))]);
+      const result = await deps.cni.add(attachment, addDeadline(deps, ctx, signal));
       crashPoint("sandbox-run:cni-added");
       ips = [...result.podIps];
     }
     await writeSandboxFiles({ dir, shmDir, hostNetwork: host, ips, hostname: config.hostname || deps.host.nodeHostname, dns: config.dns_config });
     return ips;
   };
-  const pause = async (): Promise<number> => {
+  const pauseCreated = async () => {
+    const [image] = await allSettled([imaged, recorded]);
+    meta.image = image.name;
     const { spec, warnings } = buildSandboxSpec({
       id, config, netnsPath, image: { config: image.config.config ?? {} }, rootfs: "", host: deps.host,
       ...(seccompProfile ? { seccompProfile } : {}),
@@ -176,16 +177,29 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
       extensions: { [SANDBOX_EXTENSION]: meta },
     }, signal);
     crashPoint("sandbox-run:pause-created");
+    return rootfs;
+  };
+  const created = lap("pause record", pauseCreated());
+  const pause = async (): Promise<number> => {
+    const rootfs = await created;
+    await adding; // the task joins the netns
     undo.defer("delete pause task", (s) => removeTask(deps, id, s));
-    const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal, rootfs);
+    const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal, rootfs)
+      .catch((err: unknown) => { throw refusedSysctl(err, config.linux?.sysctls ?? {}, "config.linux.sysctls") ?? err; });
     crashPoint("sandbox-run:pause-started");
     return pid;
   };
-  const [ips, pid] = await allSettled<[string[], number]>([lap("network", network()), lap("pause", pause())]);
-  if (ips.length > 0) {
+  const networked = lap("network", network());
+  // the pod IPs go into the record (for recover) while the pause task starts
+  const ipsRecorded = async (): Promise<void> => {
+    const [ips] = await allSettled([networked, created]);
+    if (ips.length === 0) return;
     meta.ips = ips;
     await updateExtension(deps.containerd, id, SANDBOX_EXTENSION, meta, signal);
-  }
+  };
+  const [, pid] = await allSettled<[void, number, string[], unknown, unknown, unknown]>([
+    lap("ips recorded", ipsRecorded()), lap("pause", pause()), networked, created, adding, imaged,
+  ]);
 
   const sandbox: Sandbox = { ...meta, state: "SANDBOX_READY", pid, networkDown: false };
   crashPoint("sandbox-run:stored");
@@ -194,6 +208,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   await deps.intents.done("sandbox-run", id).catch((err: unknown) => log.warn({ err: String(err) }, "cannot drop the intent record"));
   sandboxEvent(deps, "CONTAINER_CREATED_EVENT", sandbox);
   sandboxEvent(deps, "CONTAINER_STARTED_EVENT", sandbox);
-  log.info({ pid, ips, msSinceStart: ms }, "sandbox ready");
+  ms["ready"] = Math.round(performance.now() - started);
+  log.info({ pid, ips: meta.ips, msSinceStart: ms }, "sandbox ready");
   return sandbox;
 }

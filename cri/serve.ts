@@ -38,7 +38,7 @@ import { StatsCollector } from "./stats-collector.js";
 import { EventBus } from "./event-bus.js";
 import type { ContainerEvent } from "./container-events.js";
 import { PodCidrs } from "./store/pod-cidrs.js";
-import { CribMetrics } from "./metrics.js";
+import { NO_METRICS } from "./metrics-sink.js";
 import { startStreaming } from "./streaming.js";
 import type { StreamingServer } from "../runtime/streaming/server.js";
 
@@ -74,8 +74,8 @@ export async function connectContainerd(config: Config, log: Logger): Promise<{ 
   return { containerd: new Containerd(daemon.address, config.containerd.namespace), daemon };
 }
 
-async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "containerd" | "network">): Promise<Deps> {
-  const { config, log, containerd } = base;
+async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "containerd" | "network" | "metrics" | "containerEvents">): Promise<Deps> {
+  const { config, log, containerd, metrics } = base;
   const cniState = (base.network as CniReadiness).watcher;
   const host = await readHostFacts({ systemdCgroup: cgroupDriver(config) === "systemd", nodeHostname: hostname() });
   if (host.apparmor.enabled) {
@@ -84,8 +84,6 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     else log.warn({ err: loaded.error }, "cannot load crib's default AppArmor profile: containers asking for RuntimeDefault run unconfined");
   }
   const runtimeFeatures = new Map(await Promise.all(Object.entries(config.runtimes).map(async ([name, h]) => [name, await probeRuncFeatures(h.binary_name)] as const)));
-  const containerEvents = new EventBus<ContainerEvent>();
-  const metrics = new CribMetrics({ containers: () => deps.containers.list(), sandboxes: () => deps.sandboxes.list(), eventClients: () => containerEvents.clients });
   const registry = new RegistryClient({
     hosts: { configPath: config.registry.config_path, hosts: config.registry.hosts },
     progressTimeoutMs: config.registry.progress_timeout,
@@ -126,9 +124,7 @@ async function buildDeps(base: Pick<Deps, "config" | "version" | "log" | "contai
     sandboxLocks: new SandboxLocks(),
     io: new Map(),
     stats: new StatsCollector({ containerd, imageFs }),
-    containerEvents,
     podCidrs: await PodCidrs.load(join(config.root, "runtime-config.json"), log),
-    metrics,
     streaming: undefined as unknown as StreamingServer,
     intents: new IntentJournal(join(config.root, "intents")),
     reconciler: undefined as unknown as Reconciler,
@@ -150,7 +146,13 @@ export async function serve(config: Config, version: string): Promise<void> {
   }
   const { containerd, daemon } = await connectContainerd(config, log);
   const network = await CniReadiness.start(config.cni.conf_dir, config.cni.bin_dirs, log.child({ component: "cni" }));
-  const deps = await buildDeps({ config, version, log, containerd, network });
+  const containerEvents = new EventBus<ContainerEvent>();
+  let built: Deps | undefined;
+  // prom-client is loaded only when metrics are served
+  const prometheus = config.metrics.address === "" ? undefined : new (await import("./metrics.js")).CribMetrics({
+    containers: () => built?.containers.list() ?? [], sandboxes: () => built?.sandboxes.list() ?? [], eventClients: () => containerEvents.clients,
+  });
+  const deps = built = await buildDeps({ config, version, log, containerd, network, metrics: prometheus ?? NO_METRICS, containerEvents });
   // Reconcile before serving: undo or finish what the journal recorded, rebuild the
   // stores. containerd may be down: keep trying with backoff; crib serves after a
   // few seconds anyway, answering UNAVAILABLE (never an empty list) until done.
@@ -171,7 +173,7 @@ export async function serve(config: Config, version: string): Promise<void> {
   })();
   await Promise.race([reconciled, new Promise((r) => setTimeout(r, 2500))]);
   deps.streaming = await startStreaming(deps);
-  const server = new CriServer(config.listen, criServices(deps, deps.metrics), log);
+  const server = new CriServer(config.listen, criServices(deps, prometheus), log);
   try {
     await server.listen();
   } catch (err) {
@@ -181,8 +183,8 @@ export async function serve(config: Config, version: string): Promise<void> {
     await daemon?.stop();
     process.exit(1);
   }
-  if (config.metrics.address) {
-    await deps.metrics.listen(config.metrics.address, log).catch((err: unknown) =>
+  if (prometheus) {
+    await prometheus.listen(config.metrics.address, log).catch((err: unknown) =>
       log.error({ address: config.metrics.address, err: (err as Error).message }, "cannot serve Prometheus metrics; going on without"));
   }
 
@@ -194,7 +196,7 @@ export async function serve(config: Config, version: string): Promise<void> {
     deps.containerEvents.close();
     await server.close();
     await deps.streaming.close();
-    await deps.metrics.close();
+    await prometheus?.close();
     network.close();
     deps.events.close();
     deps.sandboxRuns.close();

@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { promisify } from "node:util";
@@ -75,4 +76,24 @@ test("an aborted create rejects with the signal's reason", async () => {
   const controller = new AbortController();
   controller.abort(new Error("caller went away"));
   await assert.rejects(netns.create("aborted", controller.signal), /caller went away/);
+});
+
+test("a loopback that cannot come up fails the create, naming the netns, and leaves no netns behind", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "crib-netns-"));
+  try {
+    // an `ip` that pins namespaces but refuses to set links up
+    const ip = join(dir, "ip");
+    await writeFile(ip, `#!/bin/sh\ncase "$*" in *"link set lo up"*) echo "RTNETLINK answers: Operation not permitted" >&2; exit 2;; esac\nexec ip "$@"\n`, { mode: 0o755 });
+    const refusing = new NetnsManager({ prefix, ip });
+    await assert.rejects(refusing.create("nolo"), (err: unknown) => {
+      assert.ok(err instanceof NetnsError);
+      assert.equal(err.kind, "internal");
+      assert.match(err.message, new RegExp(`cannot bring up loopback in network namespace ${prefix}nolo: RTNETLINK answers: Operation not permitted`));
+      return true;
+    });
+    assert.equal(await exists(join(NETNS_RUN_DIR, `${prefix}nolo`)), false);
+    assert.deepEqual(await netns.list(), []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

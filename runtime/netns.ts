@@ -42,6 +42,12 @@ export interface NetnsOptions {
   readonly ip?: string;
 }
 
+/** the exit status `create`'s shell gives a failed `ip netns add` (ip's own are 1 and 2) */
+const ADD_FAILED = 10;
+
+const loopbackError = (name: string, err: unknown): NetnsError =>
+  new NetnsError("internal", `cannot bring up loopback in network namespace ${name}: ${stderrOf(err)}`, { cause: err });
+
 function stderrOf(err: unknown): string {
   const stderr = (err as { stderr?: unknown }).stderr;
   const text = typeof stderr === "string" ? stderr.trim() : "";
@@ -80,31 +86,39 @@ export class NetnsManager {
     return join(NETNS_RUN_DIR, this.nameFor(sandboxId));
   }
 
-  /** Creates and pins the sandbox's netns with loopback up. Fails if it already exists. */
+  /**
+   * Creates and pins the sandbox's netns with loopback up. Fails if it already exists.
+   * One process (a shell running both `ip` commands) where two would be: on a loaded
+   * node every spawn from Node costs a fork of crib's whole address space.
+   */
   async create(sandboxId: string, signal?: AbortSignal): Promise<Netns> {
-    const netns = await this.add(sandboxId, signal);
-    try {
-      await this.loopbackUp(netns, signal);
-    } catch (err) {
-      await this.remove(netns).catch(() => {});
-      throw err;
-    }
+    const name = this.nameFor(sandboxId);
+    const netns = { name, path: join(NETNS_RUN_DIR, name) };
+    const script = `"$1" netns add "$2" || exit ${ADD_FAILED}; exec "$1" -n "$2" link set lo up`;
+    await this.#pinning(async () => {
+      try {
+        await run("sh", ["-c", script, "sh", this.#ip, name], { ...(signal ? { signal } : {}), group: true });
+      } catch (err) {
+        if (signal?.aborted) {
+          await this.remove(netns).catch(() => {});
+          throw signal.reason;
+        }
+        if ((err as { code?: unknown }).code === ADD_FAILED) throw this.#addError(sandboxId, name, err);
+        await this.remove(netns).catch(() => {});
+        throw loopbackError(name, err);
+      }
+    });
     return netns;
   }
 
-  /** Creates and pins the sandbox's netns, loopback still down. Fails if it already exists. */
-  async add(sandboxId: string, signal?: AbortSignal): Promise<Netns> {
-    const name = this.nameFor(sandboxId);
-    const add = async (): Promise<void> => {
-      try {
-        await run(this.#ip, ["netns", "add", name], signal ? { signal } : {});
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        const detail = stderrOf(err);
-        const kind: ErrorKind = /File exists/.test(detail) ? "already-exists" : "internal";
-        throw new NetnsError(kind, `sandbox ${sandboxId}: cannot create network namespace ${name}: ${detail}`, { cause: err });
-      }
-    };
+  #addError(sandboxId: string, name: string, err: unknown): NetnsError {
+    const detail = stderrOf(err);
+    const kind: ErrorKind = /File exists/.test(detail) ? "already-exists" : "internal";
+    return new NetnsError(kind, `sandbox ${sandboxId}: cannot create network namespace ${name}: ${detail}`, { cause: err });
+  }
+
+  /** The first pin sets up the /var/run/netns mount; racing first calls could stack bind mounts. */
+  async #pinning(add: () => Promise<void>): Promise<void> {
     if (this.#firstAdd === undefined) {
       const first = add();
       this.#firstAdd = first.catch(() => {});
@@ -112,16 +126,6 @@ export class NetnsManager {
     } else {
       await this.#firstAdd;
       await add();
-    }
-    return { name, path: join(NETNS_RUN_DIR, name) };
-  }
-
-  async loopbackUp(netns: Netns, signal?: AbortSignal): Promise<void> {
-    try {
-      await run(this.#ip, ["-n", netns.name, "link", "set", "lo", "up"], signal ? { signal } : {});
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      throw new NetnsError("internal", `cannot bring up loopback in network namespace ${netns.name}: ${stderrOf(err)}`, { cause: err });
     }
   }
 

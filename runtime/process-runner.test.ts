@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SpawnError, execFileOffThread, runProcess } from "./process-runner.js";
+import { SPAWNER_IDLE_MS, SpawnError, execFileOffThread, runProcess, spawnerThreads } from "./process-runner.js";
 
 test("a child started off the event loop gets its stdin, env and args; its output and exit status come back", async () => {
   const r = await runProcess("/bin/sh", ["-c", 'read line; echo "$line $CRIB_X $0"; echo oops >&2; exit 3', "arg0"], {
@@ -51,4 +51,20 @@ test("execFileOffThread answers like execFile: text out, a failed exit as an err
 test("many children at once all finish, each with its own output", async () => {
   const results = await Promise.all(Array.from({ length: 24 }, (_, i) => execFileOffThread("/bin/echo", [String(i)])));
   assert.deepEqual(results.map((r) => r.stdout), Array.from({ length: 24 }, (_, i) => `${i}\n`));
+});
+
+test("an idle spawner thread ends after SPAWNER_IDLE_MS (a thread is ~10 MB), and the next run starts one again", async () => {
+  await Promise.all(Array.from({ length: 3 }, () => execFileOffThread("/bin/true", [])));
+  assert.ok(spawnerThreads() >= 1, "the runs had a thread");
+  await new Promise((r) => setTimeout(r, SPAWNER_IDLE_MS + 1500));
+  assert.equal(spawnerThreads(), 0, "no thread left after a quiet spell");
+  assert.deepEqual(await execFileOffThread("/bin/echo", ["again"]), { stdout: "again\n", stderr: "" });
+  assert.equal(spawnerThreads(), 1);
+});
+
+test("a spawner that gets work just before its idle timer fires keeps it and answers", async () => {
+  await execFileOffThread("/bin/true", []);
+  await new Promise((r) => setTimeout(r, SPAWNER_IDLE_MS - 50));
+  const r = await runProcess("/bin/sh", ["-c", "sleep 0.3; echo late"]);
+  assert.equal(r.stdout.toString(), "late\n");
 });

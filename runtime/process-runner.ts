@@ -57,16 +57,28 @@ interface Pending {
 
 const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
+/**
+ * How long a spawner thread with nothing running stays. A thread is a whole V8
+ * isolate, ~10 MB of RSS: a node in steady state spawns nothing, so it keeps none;
+ * the first spawn after a quiet spell pays the thread's start (~30 ms) again.
+ */
+export const SPAWNER_IDLE_MS = 5000;
+
 /** One worker thread and the children it has running. */
 class Spawner {
   readonly worker: Worker;
   readonly pending = new Map<number, Pending>();
+  #idle: NodeJS.Timeout | undefined;
+  #retired = false;
+  readonly #onGone: (s: Spawner) => void;
 
   constructor(onGone: (s: Spawner) => void) {
+    this.#onGone = onGone;
     this.worker = new Worker(new URL("./spawn-thread.js", import.meta.url));
     this.worker.unref(); // an idle spawner keeps nothing alive
     this.worker.on("message", (r: RunReply) => this.#reply(r));
     const fail = (err: unknown): void => {
+      clearTimeout(this.#idle);
       onGone(this);
       for (const [id, p] of this.pending) {
         this.pending.delete(id);
@@ -77,6 +89,20 @@ class Spawner {
     this.worker.on("exit", (code) => fail(new Error(`exit code ${code}`)));
   }
 
+  /** A run is about to be posted: the thread is not idle. */
+  busy(): void {
+    clearTimeout(this.#idle);
+    this.#idle = undefined;
+  }
+
+  /** Out of the runner's list at once (no run is given to it any more), then ended. */
+  #retire(): void {
+    if (this.#retired || this.pending.size > 0) return;
+    this.#retired = true;
+    this.#onGone(this);
+    void this.worker.terminate();
+  }
+
   #reply(r: RunReply): void {
     const p = this.pending.get(r.id);
     if (!p) return;
@@ -85,7 +111,11 @@ class Spawner {
       return;
     }
     this.pending.delete(r.id);
-    if (this.pending.size === 0) this.worker.unref();
+    if (this.pending.size === 0) {
+      this.worker.unref();
+      this.#idle = setTimeout(() => this.#retire(), SPAWNER_IDLE_MS);
+      this.#idle.unref();
+    }
     if (r.kind === "error") p.reject(new SpawnError(p.file, `cannot run ${p.file}: ${r.message}`, r.code));
     else p.resolve({ pid: r.pid, code: r.code, signal: r.signal, stdout: asBuffer(r.stdout), stderr: asBuffer(r.stderr) });
   }
@@ -100,6 +130,10 @@ class Runner {
   #next = 1;
 
   constructor(readonly size: number) {}
+
+  get threads(): number {
+    return this.#spawners.length;
+  }
 
   #pick(): Spawner {
     const idle = this.#spawners.find((s) => s.pending.size === 0);
@@ -117,6 +151,7 @@ class Runner {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const id = this.#next++;
     const spawner = this.#pick();
+    spawner.busy();
     const worker = spawner.worker;
     worker.ref(); // a child is running: crib waits for it
     return new Promise<RunResult>((resolve, reject) => {
@@ -139,14 +174,17 @@ class Runner {
 
 const runner = new Runner(4);
 
+/** Spawner threads alive now (for tests: idle ones end after SPAWNER_IDLE_MS). */
+export const spawnerThreads = (): number => runner.threads;
+
 /** Runs `file` with `args` to its end, started from the runner thread. */
 export function runProcess(file: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return runner.run(file, args, options);
 }
 
 /** Like a promisified execFile: stdout and stderr as text; a non-zero exit rejects with an error carrying them. */
-export async function execFileOffThread(file: string, args: string[], options: { signal?: AbortSignal } = {}): Promise<{ stdout: string; stderr: string }> {
-  const what = args.filter((a) => !a.startsWith("-") && !a.startsWith("crib-") && !a.startsWith("/")).slice(0, 3).join(" ");
+export async function execFileOffThread(file: string, args: string[], options: { signal?: AbortSignal; group?: boolean } = {}): Promise<{ stdout: string; stderr: string }> {
+  const what = args.filter((a) => !a.startsWith("-") && !a.startsWith("crib-") && !a.startsWith("/")).slice(0, 3).map((a) => (a.length > 32 ? `${a.slice(0, 32)}…` : a)).join(" ");
   const r = await counted(`exec ${file.split("/").pop()} ${what}`, runProcess(file, args, options));
   const stdout = r.stdout.toString("utf8");
   const stderr = r.stderr.toString("utf8");

@@ -186,12 +186,15 @@ export async function removeSnapshot(c: Containerd, key: string, signal?: AbortS
   }
 }
 
-/** Removes the container record and its snapshot; absent → fine. */
+/**
+ * Removes the container record and its snapshot, side by side (containerd keeps no
+ * reference from one to the other; its GC only follows labels); absent → fine.
+ */
 export async function deleteContainer(c: Containerd, id: string, signal?: AbortSignal): Promise<void> {
-  try {
-    await c.containers.Delete({ id }, signal);
-  } catch (err) {
+  const record = c.containers.Delete({ id }, signal).then(() => undefined, (err: unknown) => {
     if (!isNotFound(err)) throw err;
-  }
-  await removeSnapshot(c, id, signal);
+  });
+  const [a, b] = await Promise.allSettled([record, removeSnapshot(c, id, signal)]);
+  if (a.status === "rejected") throw a.reason;
+  if (b.status === "rejected") throw b.reason;
 }

@@ -255,6 +255,16 @@ export class ImagePuller {
       for (const ix of resolved.indexes) aside(blob(ix.descriptor, gcContentLabels.index(ix.index), bytesSource(ix.bytes)));
       aside(blob(resolved.manifest.descriptor, gcContentLabels.manifest(manifest), bytesSource(resolved.manifest.bytes)));
 
+      // the layers come down while the config does, as containerd's fetcher has them (the unpack
+      // takes them from here; a layer whose content is in the store already is not fetched)
+      const limit = limiter(this.#maxDownloads);
+      const downloadSignal = AbortSignal.any([signal, stopDownloads.signal]);
+      const layerSource = (layer: Descriptor): BlobSource => (offset, s) =>
+        this.#registry.fetchBlob(ref, layer, { offset, signal: s, auth });
+      const layerWrites = manifest.layers.map((layer) => limit(() => blob(layer, {}, layerSource(layer), downloadSignal)));
+      for (const p of layerWrites) p.catch(() => undefined);
+      downloads.push(...layerWrites);
+
       let configBytes: Buffer;
       const haveConfig = await contentLabels(leased, manifest.config.digest, signal);
       if (haveConfig !== undefined) {
@@ -270,10 +280,6 @@ export class ImagePuller {
         ? updateLabels(leased, manifest.config.digest, gcSnapshot, haveConfig, signal)
         : blob(manifest.config, gcSnapshot, bytesSource(configBytes)));
 
-      const limit = limiter(this.#maxDownloads);
-      const downloadSignal = AbortSignal.any([signal, stopDownloads.signal]);
-      const layerSource = (layer: Descriptor): BlobSource => (offset, s) =>
-        this.#registry.fetchBlob(ref, layer, { offset, signal: s, auth });
       let chain: string;
       try {
         chain = await counted("pull: unpack (with layer downloads)", unpack({
@@ -281,12 +287,7 @@ export class ImagePuller {
           image: `image "${name}"`,
           layers: manifest.layers,
           diffIds: config.rootfs.diff_ids,
-          fetch: (from) => {
-            const started = manifest.layers.slice(from).map((layer) => limit(() => blob(layer, {}, layerSource(layer), downloadSignal)));
-            for (const p of started) p.catch(() => undefined);
-            downloads.push(...started);
-            return started;
-          },
+          fetch: (from) => layerWrites.slice(from),
           undo: (what, step) => undo.push({ what, step }),
           signal,
           log,
@@ -319,7 +320,7 @@ export class ImagePuller {
       return { id: manifest.config.digest, names, target: resolved.target, chainId: chain };
     } catch (err) {
       stopDownloads.abort();
-      await Promise.allSettled(beside);
+      await Promise.allSettled([...beside, ...downloads]);
       const s = AbortSignal.timeout(UNDO_TIMEOUT_MS);
       for (const { what, step } of undo.reverse()) {
         try {

@@ -78,8 +78,10 @@ const isDigestName = (name: string) => name.includes("@sha256:");
 export async function listImages(c: Containerd, signal?: AbortSignal): Promise<StoredImage[]> {
   const { images } = await c.images.List({ filters: [] }, signal);
   const byId = new Map<string, StoredImage>();
+  const listed = new Set<string>();
   for (const record of images) {
     if (!record.target) continue;
+    listed.add(record.target.digest);
     let info;
     try {
       info = await describe(c, record.target, signal);
@@ -93,10 +95,16 @@ export async function listImages(c: Containerd, signal?: AbortSignal): Promise<S
     else if (!record.name.startsWith("sha256:")) entry.repoTags.push(record.name);
     byId.set(info.id, entry);
   }
+  // the cache holds what the last full listing named, no more: a removed image's manifest and config go with it
+  for (const digest of described.keys()) if (!listed.has(digest)) described.delete(digest);
   return [...byId.values()];
 }
 
+/** Manifest and config facts by image record target digest (content is immutable, so they never go stale). */
 const described = new Map<string, Omit<StoredImage, "names" | "repoTags" | "repoDigests" | "pinned">>();
+
+/** How many targets' manifest and config are kept (for tests). */
+export const describedTargets = (): number => described.size;
 
 async function describe(c: Containerd, target: { media_type: string; digest: string; size: string }, signal?: AbortSignal) {
   const hit = described.get(target.digest);

@@ -24,7 +24,7 @@ export interface UnpackOptions {
   image: string;
   layers: readonly Descriptor[];
   diffIds: readonly string[];
-  /** starts downloading the layers from index `from` on: one promise per layer from there */
+  /** the downloads of the layers from index `from` on (begun by then, or begun now): one promise per layer from there */
   fetch(from: number): Array<Promise<unknown>>;
   /** registers an undo step, run (under a fresh timeout) when the pull fails */
   undo(what: string, step: (signal: AbortSignal) => Promise<unknown>): void;

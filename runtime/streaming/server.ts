@@ -1,39 +1,20 @@
 // crib's streaming server. The CRI Exec, Attach and PortForward RPCs return a
 // URL on this server that stands for the validated request (a single-use token);
 // kubelet, kubectl or crictl then connect to it over SPDY/3.1 or WebSocket and
-// the session runs against the StreamingRuntime.
+// the session runs against the StreamingRuntime. The sessions themselves
+// (upgrade.ts) are loaded with the first upgrade.
 import { setMaxListeners } from "node:events";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { isIP, type AddressInfo, type Socket } from "node:net";
 import { hostname, networkInterfaces } from "node:os";
 import { pino, type Logger } from "pino";
-import { createWebSocketStream, WebSocketServer, type ServerOptions as WsServerOptions } from "ws";
 import { invalidArgument, unavailable } from "../errors.js";
-import {
-  ACCEPTED_PROTOCOLS_HEADER,
-  headerValues,
-  isSpdyUpgrade,
-  isWebSocketUpgrade,
-  negotiate,
-  refuseUpgrade,
-  SPDY_OVER_WEBSOCKET_PORT_FORWARD,
-  SPDY_PORT_FORWARD_PROTOCOLS,
-  SPDY_REMOTE_COMMAND_PROTOCOLS,
-  STREAM_PROTOCOL_HEADER,
-  switchToSpdy,
-  WS_PORT_FORWARD_PROTOCOLS,
-  WS_REMOTE_COMMAND_PROTOCOLS,
-} from "./http-upgrade.js";
-import { serveRemoteCommand } from "./remote-command.js";
+import { isSpdyUpgrade, isWebSocketUpgrade, refuseUpgrade } from "./http-upgrade.js";
 import { selfSignedCertificate } from "./self-signed.js";
-import { SpdySession } from "./spdy.js";
-import { serveSpdyPortForward } from "./spdy-port-forward.js";
-import { acceptSpdyRemoteCommand } from "./spdy-remote-command.js";
 import { StreamSessionEnded, type AttachRequest, type ExecRequest, type PortForwardRequest, type StreamingRuntime } from "./streaming-runtime.js";
 import { TokenCache, type StreamKind, type StreamRequest } from "./token-cache.js";
-import { serveWsPortForward } from "./ws-port-forward.js";
-import { wsRemoteCommand } from "./ws-remote-command.js";
+import type { SessionHandle, Upgrades } from "./upgrade.js";
 
 export interface StreamingServerOptions {
   runtime: StreamingRuntime;
@@ -77,7 +58,6 @@ const DEFAULTS = {
 const SHUTDOWN_WAIT_MS = 5000;
 /** How long a refused upgrade socket may linger before it is destroyed. */
 const REFUSED_LINGER_MS = 5000;
-const MAX_WS_MESSAGE = 16 * 1024 * 1024;
 
 type Settings = typeof DEFAULTS;
 
@@ -86,11 +66,11 @@ export class StreamingServer implements AsyncDisposable {
   readonly #settings: Settings;
   readonly #log: Logger;
   readonly #http: Server;
-  readonly #wss: WebSocketServer;
+  /** the SPDY and WebSocket sessions (ws, spdy-transport…): loaded by the first upgrade, as a daemon may never stream */
+  #upgrades: Promise<Upgrades> | undefined;
   readonly #tokens: TokenCache;
   readonly #sessions = new Set<Session>();
   readonly #refused = new Set<Socket>();
-  readonly #wsProtocols = new WeakMap<IncomingMessage, string>();
   readonly #scheme: "http" | "https";
   readonly #baseUrlOption: string | undefined;
   #baseUrl = "";
@@ -114,19 +94,6 @@ export class StreamingServer implements AsyncDisposable {
     this.#http.on("clientError", (err: Error, socket: Socket) => {
       this.#log.debug({ err: err.message }, "bad streaming request");
       socket.destroy();
-    });
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      clientTracking: false,
-      perMessageDeflate: false,
-      maxPayload: MAX_WS_MESSAGE,
-      closeTimeout: this.#settings.closeGraceMs,
-    } as WsServerOptions);
-    // Subprotocols are negotiated here, not by ws, whose RFC 6455 token check
-    // rejects client-go's "SPDY/3.1+portforward.k8s.io".
-    this.#wss.on("headers", (headers: string[], req: IncomingMessage) => {
-      const protocol = this.#wsProtocols.get(req);
-      if (protocol) headers.push(`Sec-WebSocket-Protocol: ${protocol}`);
     });
   }
 
@@ -197,7 +164,7 @@ export class StreamingServer implements AsyncDisposable {
     await Promise.race([Promise.all(sessions.map((s) => s.done)), new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_WAIT_MS)))]);
     clearTimeout(timer);
     if (this.#sessions.size > 0) this.#log.warn({ sessions: this.#sessions.size }, "runtime calls still running after the streaming server closed");
-    this.#wss.close();
+    if (this.#upgrades) (await this.#upgrades).close();
     await stopped;
   }
 
@@ -220,97 +187,27 @@ export class StreamingServer implements AsyncDisposable {
       return this.#refuse(socket, 429, `crib streaming server: too many concurrent streaming sessions (limit ${limit}); try again later`, { "Retry-After": "1" });
     }
     const request = this.#tokens.consume(route.token, route.kind) as StreamRequest;
-    if (isWebSocketUpgrade(req)) this.#upgradeWebSocket(req, socket, head, request);
-    else if (isSpdyUpgrade(req)) this.#upgradeSpdy(req, socket, head, request);
-    else this.#refuse(socket, 400, "unable to upgrade: missing upgrade headers in request");
-  }
-
-  #upgradeSpdy(req: IncomingMessage, socket: Socket, head: Buffer, request: StreamRequest): void {
-    const supported = request.kind === "portforward" ? SPDY_PORT_FORWARD_PROTOCOLS : SPDY_REMOTE_COMMAND_PROTOCOLS;
-    const offered = headerValues(req, STREAM_PROTOCOL_HEADER);
-    if (offered.length === 0) return this.#refuse(socket, 400, `unable to upgrade: ${STREAM_PROTOCOL_HEADER} is required`);
-    const protocol = negotiate(offered, supported);
-    if (protocol === undefined) {
-      return this.#refuse(socket, 403, `unable to upgrade: unable to negotiate protocol: client supports [${offered.join(" ")}], server accepts [${supported.join(" ")}]`, {
-        [ACCEPTED_PROTOCOLS_HEADER]: supported,
-      });
-    }
-    switchToSpdy(socket, protocol);
-    if (head.length > 0) socket.unshift(head);
-    const session = this.#open(socket, request, "spdy", protocol);
-    const spdy = new SpdySession(socket, session.log);
-    const settings = this.#settings;
-    session.run(async () => {
-      if (request.kind === "portforward") return this.#serveSpdyPortForward(spdy, request.req, session);
-      const transport = await acceptSpdyRemoteCommand(spdy, {
-        protocol,
-        stdin: request.req.stdin,
-        stdout: request.req.stdout,
-        stderr: request.req.stderr,
-        tty: request.req.tty,
-        streamCreationTimeoutMs: settings.streamCreationTimeoutMs,
-        closeGraceMs: settings.closeGraceMs,
-        signal: session.signal,
-        log: session.log,
-      });
-      await serveRemoteCommand(request, transport, this.#runtime, session);
+    const webSocket = isWebSocketUpgrade(req);
+    if (!webSocket && !isSpdyUpgrade(req)) return this.#refuse(socket, 400, "unable to upgrade: missing upgrade headers in request");
+    // the socket is not flowing after an upgrade: what the client sends meanwhile waits in it
+    this.#loadUpgrades().then((upgrades) => {
+      if (this.#closing !== undefined) return this.#refuse(socket, 503, "streaming server is shutting down");
+      if (webSocket) upgrades.webSocket(req, socket, head, request);
+      else upgrades.spdy(req, socket, head, request);
+    }, (err: unknown) => {
+      this.#log.error({ err: err instanceof Error ? err.message : String(err) }, "cannot load the streaming sessions");
+      this.#refuse(socket, 500, "crib streaming server: cannot start the session");
     });
   }
 
-  #upgradeWebSocket(req: IncomingMessage, socket: Socket, head: Buffer, request: StreamRequest): void {
-    const supported = request.kind === "portforward" ? WS_PORT_FORWARD_PROTOCOLS : WS_REMOTE_COMMAND_PROTOCOLS;
-    const offered = headerValues(req, "Sec-WebSocket-Protocol");
-    const protocol = offered.length === 0 ? "" : negotiate(offered, supported);
-    if (protocol === undefined) {
-      return this.#refuse(socket, 400, `unable to upgrade: requested protocol(s) are not supported: [${offered.join(" ")}]; supports [${supported.join(" ")}]`);
-    }
-    this.#wsProtocols.set(req, protocol);
-    delete req.headers["sec-websocket-protocol"];
-    if (request.kind === "portforward" && protocol === SPDY_OVER_WEBSOCKET_PORT_FORWARD) {
-      this.#wss.handleUpgrade(req, socket, head, (ws) => {
-        const session = this.#open(socket, request, "websocket", protocol);
-        const spdy = new SpdySession(createWebSocketStream(ws), session.log);
-        session.run(() => this.#serveSpdyPortForward(spdy, request.req, session));
-      });
-      return;
-    }
-    let ports: number[] = [];
-    if (request.kind === "portforward") {
-      const parsed = request.req.ports.length > 0 ? request.req.ports : portsFromQuery(req.url);
-      if (typeof parsed === "string") return this.#refuse(socket, 400, parsed);
-      ports = parsed;
-    }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      const session = this.#open(socket, request, "websocket", protocol || "channel.k8s.io");
-      const settings = this.#settings;
-      session.run(async () => {
-        if (request.kind === "portforward") {
-          await serveWsPortForward(ws, {
-            protocol,
-            ports,
-            podSandboxId: request.req.podSandboxId,
-            runtime: this.#runtime,
-            halfCloseTimeoutMs: settings.portForwardHalfCloseTimeoutMs,
-            signal: session.signal,
-            log: session.log,
-          });
-          return;
-        }
-        const transport = wsRemoteCommand(ws, { protocol, stdin: request.req.stdin, stdout: request.req.stdout, stderr: request.req.stderr, tty: request.req.tty, log: session.log });
-        await serveRemoteCommand(request, transport, this.#runtime, session);
-      });
-    });
-  }
-
-  #serveSpdyPortForward(spdy: SpdySession, req: PortForwardRequest, session: Session): Promise<void> {
-    return serveSpdyPortForward(spdy, {
-      podSandboxId: req.podSandboxId,
+  #loadUpgrades(): Promise<Upgrades> {
+    this.#upgrades ??= import("./upgrade.js").then(({ Upgrades }) => new Upgrades({
       runtime: this.#runtime,
-      streamCreationTimeoutMs: this.#settings.streamCreationTimeoutMs,
-      halfCloseTimeoutMs: this.#settings.portForwardHalfCloseTimeoutMs,
-      signal: session.signal,
-      log: session.log,
-    });
+      settings: this.#settings,
+      open: (socket, request, transport, protocol) => this.#open(socket, request, transport, protocol),
+      refuse: (socket, status, message, headers) => this.#refuse(socket, status, message, headers),
+    }));
+    return this.#upgrades;
   }
 
   #open(socket: Socket, request: StreamRequest, transport: string, protocol: string): Session {
@@ -333,7 +230,7 @@ export class StreamingServer implements AsyncDisposable {
 }
 
 /** One exec, attach or port-forward connection and the signal its runtime calls get. */
-class Session {
+class Session implements SessionHandle {
   readonly #controller = new AbortController();
   readonly #socket: Socket;
   readonly #onEnd: () => void;
@@ -383,19 +280,6 @@ function parseRoute(url: string | undefined): { kind: StreamKind; token: string 
   const match = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]+)\/?(?:\?.*)?$/.exec(url ?? "");
   if (match === null) return undefined;
   return { kind: match[1] as StreamKind, token: match[2] as string };
-}
-
-/** Ports from `?port=80&port=443` or `?port=80,443`, or a message saying what is wrong. */
-function portsFromQuery(url: string | undefined): number[] | string {
-  const values = new URL(url ?? "/", "http://localhost").searchParams.getAll("port");
-  if (values.length === 0) return `query parameter "port" is required`;
-  const ports: number[] = [];
-  for (const value of values.flatMap((v) => v.split(","))) {
-    const port = Number(value);
-    if (!/^\d+$/.test(value) || port < 1 || port > 65535) return `unable to parse "${value}" as a port: it must be an integer between 1 and 65535`;
-    ports.push(port);
-  }
-  return ports;
 }
 
 function validateExec(req: ExecRequest): void {

@@ -3,12 +3,14 @@
 // and distinct images, so the answers have the size they have on a busy node).
 //   rpc  Version, Status, ListPodSandbox, PodSandboxStatus, ListContainers,
 //        ContainerStatus, ListImages, ImageStatus, ImageFsInfo: per call, the
-//        two sides alternating call by call (ABAB). BENCH_N samples (default 300),
+//        two sides alternating call by call (ABAB), with the grpc-js client and
+//        with the grpc-go one (test/go/cri-go-client) in the same loop. BENCH_N samples (default 300),
 //        BENCH_PODS pods (default 100) of 3 containers, BENCH_IMAGES images (default 50).
 //   rss  the daemons' VmRSS idle, with 10 pods and with 100 pods of 3 containers:
 //        crib + its containerd (no CRI plugin) against containerd with its CRI plugin.
 import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { execFile } from "node:child_process";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { buildImage, writeOciLayout, type BuiltImage } from "../fixtures/image-builder.js";
@@ -17,12 +19,15 @@ import { MediaType } from "../../runtime/image/oci.js";
 import type { CriClient } from "../fixtures/cri-client.js";
 import { percentile, removePod, runContainer, runPod, withSides, type Pod, type Side } from "./cri-compare.js";
 import { mb, rss, timed, type Benchmark, type Row } from "./bench.js";
+import { GoCriClient } from "../fixtures/go-client.js";
 
 const run = promisify(execFile);
 const CONTAINERS_PER_POD = 3;
 const SETUP_CONCURRENCY = 4;
 /** the issue's target: crib's p50 at most containerd's + this */
 const TARGET_MS = 0.3;
+/** both clients, interleaved in the same loop: grpc-js, and grpc-go dialling the socket by path */
+const CLIENTS = ["node", "go"] as const;
 
 const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
 
@@ -82,20 +87,34 @@ async function importAll(address: string, namespace: string, images: Array<[stri
 
 type Call = (client: CriClient) => Promise<unknown>;
 
-function reads(node: Node): Array<[string, Call]> {
+/** One read rpc: how the Node client makes it, and the method and request the Go client sends. */
+interface Read {
+  name: string;
+  node: Call;
+  go: unknown;
+}
+
+function reads(node: Node): Read[] {
   const pod = node.pods[0]!.id;
   const container = node.containers[0]!;
   return [
-    ["Version", (c) => c.runtime.Version({})],
-    ["Status", (c) => c.runtime.Status({})],
-    ["ListPodSandbox", (c) => c.runtime.ListPodSandbox({})],
-    ["PodSandboxStatus", (c) => c.runtime.PodSandboxStatus({ pod_sandbox_id: pod })],
-    ["ListContainers", (c) => c.runtime.ListContainers({})],
-    ["ContainerStatus", (c) => c.runtime.ContainerStatus({ container_id: container })],
-    ["ListImages", (c) => c.image.ListImages({})],
-    ["ImageStatus", (c) => c.image.ImageStatus({ image: { image: BUSYBOX_REF } })],
-    ["ImageFsInfo", (c) => c.image.ImageFsInfo({})],
+    { name: "Version", node: (c) => c.runtime.Version({}), go: {} },
+    { name: "Status", node: (c) => c.runtime.Status({}), go: {} },
+    { name: "ListPodSandbox", node: (c) => c.runtime.ListPodSandbox({}), go: {} },
+    { name: "PodSandboxStatus", node: (c) => c.runtime.PodSandboxStatus({ pod_sandbox_id: pod }), go: { pod_sandbox_id: pod } },
+    { name: "ListContainers", node: (c) => c.runtime.ListContainers({}), go: {} },
+    { name: "ContainerStatus", node: (c) => c.runtime.ContainerStatus({ container_id: container }), go: { container_id: container } },
+    { name: "ListImages", node: (c) => c.image.ListImages({}), go: {} },
+    { name: "ImageStatus", node: (c) => c.image.ImageStatus({ image: { image: BUSYBOX_REF } }), go: { image: { image: BUSYBOX_REF } } },
+    { name: "ImageFsInfo", node: (c) => c.image.ImageFsInfo({}), go: {} },
   ];
+}
+
+/** One Go call's latency as grpc-go measured it (JSON and the pipe excluded). */
+async function goMs(go: GoCriClient, read: Read): Promise<number> {
+  const a = await go.call(read.name, read.go, { timeoutMs: 60_000 });
+  if (a.code !== 0 || a.micros.length !== 1) throw new Error(`${read.name} via grpc-go: code ${a.code}: ${a.message}`);
+  return a.micros[0]! / 1000;
 }
 
 const fmt = (ms: number): string => `${ms.toFixed(2)} ms`;
@@ -124,28 +143,47 @@ export const rpcBenchmark: Benchmark = {
           log(`${side.name} lists ${pods.items.length} pods, ${containers.containers.length} containers, ${listed.images.length} images`);
         }
         const calls = new Map(sides.map((s) => [s, reads(nodes.get(s)!)] as const));
+        // one grpc-go connection per side, dialled by path as kubelet does
+        const goClients = new Map<Side, GoCriClient>();
+        for (const side of sides) goClients.set(side, await GoCriClient.connect(side.socket));
         const ms = new Map<string, number[]>();
-        const add = (key: string, v: number): void => void ms.set(key, [...(ms.get(key) ?? []), v]);
+        const add = (key: string, v: number): void => {
+          const xs = ms.get(key);
+          if (xs) xs.push(v);
+          else ms.set(key, [v]);
+        };
         const warmup = 20;
-        for (let i = 0; i < warmup + n; i++) {
-          const order = i % 2 === 0 ? sides : [...sides].reverse();
-          for (let r = 0; r < calls.get(sides[0]!)!.length; r++) {
-            for (const side of order) {
-              const [name, call] = calls.get(side)![r]!;
-              const t = await timed(() => call(side.client));
-              if (i >= warmup) add(`${name}\0${side.name}`, t.ms);
+        try {
+          for (let i = 0; i < warmup + n; i++) {
+            const order = i % 2 === 0 ? sides : [...sides].reverse();
+            const clients = i % 4 < 2 ? CLIENTS : [...CLIENTS].reverse();
+            for (let r = 0; r < calls.get(sides[0]!)!.length; r++) {
+              for (const client of clients) {
+                for (const side of order) {
+                  const read = calls.get(side)![r]!;
+                  const took = client === "node" ? (await timed(() => read.node(side.client))).ms : await goMs(goClients.get(side)!, read);
+                  if (i >= warmup) add(`${client}\0${read.name}\0${side.name}`, took);
+                }
+              }
             }
           }
+        } finally {
+          for (const go of goClients.values()) await go.close();
         }
         const rows: Row[] = [];
-        for (const [name] of calls.get(sides[0]!)!) {
-          const crib = ms.get(`${name}\0crib`) ?? [];
-          const ctdMs = ms.get(`${name}\0containerd`) ?? [];
-          const [a50, b50, a90, b90] = [percentile(crib, 50), percentile(ctdMs, 50), percentile(crib, 90), percentile(ctdMs, 90)];
-          const verdict = a50 <= b50 + TARGET_MS ? "met" : "NOT met";
-          rows.push({ benchmark: "rpc", metric: `node: ${name} p50`, value: fmt(a50), note: `containerd ${fmt(b50)}, crib/containerd ${(a50 / b50).toFixed(2)}, +${(a50 - b50).toFixed(2)} ms (target +${TARGET_MS}: ${verdict})` });
-          rows.push({ benchmark: "rpc", metric: `node: ${name} p90`, value: fmt(a90), note: `containerd ${fmt(b90)}, crib/containerd ${(a90 / b90).toFixed(2)} (n=${crib.length})` });
+        for (const client of CLIENTS) {
+          for (const { name } of calls.get(sides[0]!)!) {
+            const crib = ms.get(`${client}\0${name}\0crib`) ?? [];
+            const ctdMs = ms.get(`${client}\0${name}\0containerd`) ?? [];
+            const [a50, b50, a90, b90] = [percentile(crib, 50), percentile(ctdMs, 50), percentile(crib, 90), percentile(ctdMs, 90)];
+            const verdict = a50 <= b50 + TARGET_MS ? "met" : "NOT met";
+            const diff = a50 - b50;
+            rows.push({ benchmark: "rpc", metric: `${client}: ${name} p50`, value: fmt(a50), note: `containerd ${fmt(b50)}, crib/containerd ${(a50 / b50).toFixed(2)}, ${diff < 0 ? "" : "+"}${diff.toFixed(2)} ms (target +${TARGET_MS}: ${verdict})` });
+            rows.push({ benchmark: "rpc", metric: `${client}: ${name} p90`, value: fmt(a90), note: `containerd ${fmt(b90)}, crib/containerd ${(a90 / b90).toFixed(2)} (n=${crib.length})` });
+          }
         }
+        const [load1] = loadavg();
+        rows.push({ benchmark: "rpc", metric: "load average", value: load1!.toFixed(2), note: "1-minute, at the end of the run (2 cores)" });
         rows.push({ benchmark: "rpc", metric: "node present", value: `${podCount} pods`, note: `${podCount * CONTAINERS_PER_POD} containers, ${imageCount + 2} images, host network` });
         return rows;
       } finally {
