@@ -256,7 +256,7 @@ describe("containerd SIGKILLed while it creates a pause task", () => {
       await eventually("the pause's runc init", async () => ((await inits()) !== "" ? true : undefined), 15_000);
       process.kill(env.containerd.daemon.pid!, "SIGKILL");
       await run;
-      await env.containerd.daemon.waitReady(15_000).catch(() => env.containerd.daemon.start());
+      await env.containerd.daemon.waitReady(60_000); // the fixture's daemon restarts it
       // crib undoes the pod (now, or on its retry once containerd is back)
       const why = async () => (await env.crib.log()).split("\n").filter((l) => /shim|undo|runc init|lost|task/.test(l)).slice(-12).join("\n");
       await eventually("the pod undone", async () => ((await leftovers(env)).containers?.length === 0 ? true : undefined), 60_000)
