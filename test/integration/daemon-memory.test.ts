@@ -4,7 +4,7 @@
 // Kubernetes client only in `crib bootstrap`), and the spawner threads of a
 // burst of pod starts end once it is over.
 import assert from "node:assert/strict";
-import { readFile, readdir } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { PodEnv } from "../fixtures/pod-env.js";
@@ -16,14 +16,15 @@ const ON_DEMAND = ["/node_modules/ws/", "/node_modules/spdy-transport/", "/node_
 describe("an idle daemon", () => {
   let env: PodEnv;
   let moduleLog: string;
+  let logDir: string | undefined;
   const loaded = async (): Promise<string[]> => (await readFile(moduleLog, "utf8")).split("\n").filter(Boolean);
   const onDemandLoaded = async (): Promise<string[]> => (await loaded()).filter((url) => ON_DEMAND.some((part) => url.includes(part)));
   const threads = async (): Promise<number> => (await readdir(`/proc/${env.crib.pid}/task`)).length;
 
   before(async () => {
     const flags = process.env["CRIB_NODE_FLAGS"];
-    const dir = await import("node:fs/promises").then((fs) => fs.mkdtemp("/tmp/crib-modules-"));
-    moduleLog = join(dir, "modules.log");
+    logDir = await mkdtemp("/tmp/crib-modules-");
+    moduleLog = join(logDir, "modules.log");
     process.env["CRIB_MODULE_LOG"] = moduleLog;
     process.env["CRIB_NODE_FLAGS"] = `${flags ?? ""} --import ${new URL("../fixtures/module-log.js", import.meta.url).href}`;
     try {
@@ -36,6 +37,7 @@ describe("an idle daemon", () => {
   });
   after(async () => {
     await env?.close();
+    if (logDir) await rm(logDir, { recursive: true, force: true });
   });
 
   it("has loaded none of the streaming sessions, prom-client or the Kubernetes client", async () => {
