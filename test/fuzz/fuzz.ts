@@ -240,6 +240,9 @@ const stringMutations: Mutation[] = [
   { name: "relative path", apply: (_v, k, r) => image(r, k, `${MARKER}-rel/x`) },
   { name: "dot-dot path", apply: (_v, k, r) => image(r, k, `../../${MARKER}-dotdot`) },
   { name: "absolute dot-dot path", apply: (_v, k, r) => image(r, k, `/tmp/../${MARKER}-abs`) },
+  // a value that reaches a shell, or a command line as an option, makes a file named by the marker
+  { name: "shell", apply: (_v, k, r) => image(r, k, `$(touch /tmp/${MARKER}-sh);\`touch /tmp/${MARKER}-bt\``) },
+  { name: "leading dash", apply: (_v, k, r) => image(r, k, `--output=/tmp/${MARKER}-dash`) },
 ];
 const idMutations: Mutation[] = [
   { name: "wrong id: another id", apply: () => "f".repeat(64) },
