@@ -61,6 +61,12 @@ export interface FuzzOptions {
   onFailure?: (line: string) => void;
   /** every case's answer */
   onAnswer?: (line: string) => void;
+  /**
+   * an error-level line in crib's log is a failure (default); false: only reported
+   * through `progress`. A rollback step that timed out on a loaded node is retried
+   * by crib, and what it would leave the leak audit finds.
+   */
+  logErrorsFail?: boolean;
 }
 
 interface Ctx {
@@ -461,7 +467,10 @@ export async function fuzz(env: PodEnv, options: FuzzOptions): Promise<FuzzRepor
   const extraDirs = dirsAfter.filter((d) => !dirsBefore.includes(d));
   if (extraDirs.length > 0) fail(`leak: state dirs ${extraDirs.slice(0, 5).join(", ")}`);
   // a failed rollback step, a log file that cannot be written…: crib said something went wrong
-  for (const line of await loggedErrors(env, logFrom)) fail(`crib logged an error: ${line}`);
+  for (const line of await loggedErrors(env, logFrom)) {
+    if (options.logErrorsFail === false) progress(`crib logged an error: ${line}`);
+    else fail(`crib logged an error: ${line}`);
+  }
   const stray = (await strayFiles(env)).filter((f) => !strayBefore.includes(f));
   if (stray.length > 0) fail(`files outside crib's dirs: ${stray.slice(0, 10).join(", ")}`);
 

@@ -202,6 +202,11 @@ describe("validation at the door", () => {
         assert.ok(Date.now() - started < 10_000, `answered in ${Date.now() - started} ms`);
       }
       await refused(runPod("huge-label", { labels: { k: huge } }), "config.labels[\"k\"]");
+      // an id is named whole when it is one, and cut when it is 100 kB
+      const NOT_FOUND = 5;
+      await refused(env.client.runtime.ContainerStatus({ container_id: "f".repeat(64) }), `container "${"f".repeat(64)}" not found`, NOT_FOUND);
+      const details = await refused(env.client.runtime.ContainerStatus({ container_id: huge }), "not found", NOT_FOUND);
+      assert.ok(details.length < 100, details);
     });
 
     // found by the fuzzer: UNKNOWN with runc's "write /proc/sys/…: invalid argument"
