@@ -83,6 +83,8 @@ interface Template {
   service: "runtime" | "image";
   /** a server-streaming rpc: read until it ends, or for a moment if it never does (GetContainerEvents) */
   stream?: boolean;
+  /** CreateContainer, then StartContainer of what it made: the answer is the start's when the create is OK */
+  start?: boolean;
   build(ctx: Ctx): Json;
   /** what a successful call made, to remove at once */
   cleanup?(ctx: Ctx, res: Json): Promise<void>;
@@ -99,7 +101,39 @@ const sandboxConfig = (ctx: Ctx, name: string): Json => ({
   linux: {
     cgroup_parent: "",
     sysctls: { "net.ipv4.ip_unprivileged_port_start": "0" },
-    security_context: { namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" }, run_as_user: { value: 0 }, supplemental_groups: [1000] },
+    security_context: {
+      namespace_options: { network: "POD", pid: "CONTAINER", ipc: "POD" }, run_as_user: { value: 0 }, run_as_group: { value: 0 }, supplemental_groups: [1000],
+      readonly_rootfs: false, privileged: false, seccomp: { profile_type: "RuntimeDefault", localhost_ref: "" }, selinux_options: { user: "", role: "", type: "", level: "" },
+    },
+    overhead: { cpu_shares: 2, memory_limit_in_bytes: 0 },
+    resources: { cpu_period: 100000, cpu_quota: 50000, cpu_shares: 512, memory_limit_in_bytes: 256 * MiB },
+  },
+});
+
+/** A container that uses every ContainerConfig field crib acts on here (windows and CDI devices aside), each with a valid value. */
+const containerConfig = (ctx: Ctx, name: string, started = false): Json => ({
+  metadata: { name, attempt: 0 },
+  image: { image: BUSYBOX_REF },
+  command: ["/bin/sleep"], args: ["3600"], working_dir: "/",
+  envs: [{ key: "A", value: Buffer.from("b") }],
+  mounts: [{ container_path: "/data", host_path: join(ctx.hostDir, `m${ctx.n}`), readonly: false, propagation: "PROPAGATION_PRIVATE", selinux_relabel: false, recursive_read_only: false }],
+  devices: [{ container_path: "/dev/fuzz-null", host_path: "/dev/null", permissions: "rwm" }],
+  labels: { app: "fuzz" }, annotations: { note: "fuzz" },
+  log_path: `${name}.log`,
+  stdin: false, stdin_once: false, tty: false,
+  stop_signal: "SIGTERM",
+  linux: {
+    // a started one gets a limit it can live with, and swap only where the node accounts it (not known here: none)
+    resources: started ? { ...resources(), memory_limit_in_bytes: 64 * MiB } : { ...resources(), memory_swap_limit_in_bytes: 128 * MiB, hugepage_limits: [{ page_size: "2MB", limit: 0 }] },
+    security_context: {
+      namespace_options: { pid: "CONTAINER", network: "POD", ipc: "POD" },
+      run_as_user: { value: 0 }, run_as_group: { value: 0 }, run_as_username: "", supplemental_groups: [1000], supplemental_groups_policy: "Merge",
+      readonly_rootfs: false, no_new_privs: true, privileged: false,
+      capabilities: { add_capabilities: ["CAP_NET_RAW"], drop_capabilities: ["CAP_MKNOD"], add_ambient_capabilities: [] },
+      selinux_options: { user: "", role: "", type: "", level: "" },
+      seccomp: { profile_type: "RuntimeDefault", localhost_ref: "" },
+      masked_paths: ["/proc/kcore"], readonly_paths: ["/proc/sys"],
+    },
   },
 });
 
@@ -133,30 +167,13 @@ const templates: Template[] = [
   { rpc: "ListPodSandbox", service: "runtime", build: (ctx) => ({ filter: { id: ctx.podId, state: { state: "SANDBOX_READY" }, label_selector: { app: "fuzz" } } }) },
   {
     rpc: "CreateContainer", service: "runtime",
-    build: (ctx) => ({
-      pod_sandbox_id: ctx.podId,
-      config: {
-        metadata: { name: `fz-${ctx.n}`, attempt: 0 },
-        image: { image: BUSYBOX_REF },
-        command: ["/bin/sleep"], args: ["3600"], working_dir: "/",
-        envs: [{ key: "A", value: Buffer.from("b") }],
-        mounts: [{ container_path: "/data", host_path: join(ctx.hostDir, `m${ctx.n}`), readonly: false, propagation: "PROPAGATION_PRIVATE" }],
-        devices: [],
-        labels: { app: "fuzz" }, annotations: { note: "fuzz" },
-        log_path: `fz-${ctx.n}.log`,
-        stdin: false, tty: false,
-        linux: {
-          resources: resources(),
-          security_context: {
-            namespace_options: { pid: "CONTAINER", network: "POD", ipc: "POD" },
-            run_as_user: { value: 0 }, readonly_rootfs: false, no_new_privs: true,
-            capabilities: { add_capabilities: ["CAP_NET_RAW"], drop_capabilities: ["CAP_MKNOD"] },
-            masked_paths: ["/proc/kcore"], readonly_paths: ["/proc/sys"],
-          },
-        },
-      },
-      sandbox_config: ctx.podConfig,
-    }),
+    build: (ctx) => ({ pod_sandbox_id: ctx.podId, config: containerConfig(ctx, `fz-${ctx.n}`), sandbox_config: ctx.podConfig }),
+    cleanup: async (ctx, res) => { await ctx.env.client.runtime.RemoveContainer({ container_id: String(res["container_id"]) }); },
+  },
+  {
+    // what runc is given only shows at start: the same request, created and then started
+    rpc: "CreateContainer", service: "runtime", start: true,
+    build: (ctx) => ({ pod_sandbox_id: ctx.podId, config: containerConfig(ctx, `fz-${ctx.n}`, true), sandbox_config: ctx.podConfig }),
     cleanup: async (ctx, res) => { await ctx.env.client.runtime.RemoveContainer({ container_id: String(res["container_id"]) }); },
   },
   { rpc: "StartContainer", service: "runtime", build: (ctx) => ({ container_id: ctx.containerId }) },
@@ -207,7 +224,10 @@ const answerOf = (err: unknown): Answer => {
 async function call(env: PodEnv, t: Template, request: Json, timeoutMs: number, openMs = 300): Promise<Answer> {
   if (!t.stream) {
     const api = (t.service === "runtime" ? env.client.runtime : env.client.image) as unknown as Record<string, (r: Json, o: { timeoutMs: number }) => Promise<Json>>;
-    return api[t.rpc]!(request, { timeoutMs }).then((res) => ({ code: 0, details: "", res }), answerOf);
+    const answer = await api[t.rpc]!(request, { timeoutMs }).then((res): Answer => ({ code: 0, details: "", res }), answerOf);
+    if (!t.start || !answer.res) return answer;
+    const started = await env.client.runtime.StartContainer({ container_id: String(answer.res["container_id"]) }, { timeoutMs }).then((): Answer => ({ code: 0, details: "" }), answerOf);
+    return { ...started, res: answer.res };
   }
   const raw = (t.service === "runtime" ? env.client.rawRuntime : env.client.rawImage) as unknown as Record<string, (r: Json, o: { deadline: Date }) => NodeJS.ReadableStream & { cancel(): void }>;
   const stream = raw[t.rpc]!.call(t.service === "runtime" ? env.client.rawRuntime : env.client.rawImage, request, { deadline: new Date(Date.now() + timeoutMs) });
@@ -232,7 +252,10 @@ interface Mutation {
 }
 const SKIP = Symbol("skip");
 
-const isEnumName = (v: Value): boolean => typeof v === "string" && /^[A-Z][A-Z0-9_]+$/.test(v) && v !== "CAP_NET_RAW" && v !== "CAP_MKNOD";
+// enum names are upper case in the CRI, but for these two
+const MIXED_CASE_ENUMS = new Set(["Merge", "RuntimeDefault"]);
+const isEnumName = (v: Value): boolean =>
+  typeof v === "string" && ((/^[A-Z][A-Z0-9_]+$/.test(v) && v !== "CAP_NET_RAW" && v !== "CAP_MKNOD") || MIXED_CASE_ENUMS.has(v));
 const isId = (key: string): boolean => key === "id" || key.endsWith("_id");
 // PullImage of a mutated name must stay on loopback: a relative name would go to docker.io
 const image = (rpc: string, key: string, v: string): string => (rpc === "PullImage" && key === "image" && v !== "" ? `127.0.0.1:9/${v}` : v);
@@ -415,12 +438,17 @@ export async function fuzz(env: PodEnv, options: FuzzOptions): Promise<FuzzRepor
     for (const s of c.steps) request = request && mutate(request, s.path, s.mutation, c.template.rpc);
     if (!request) continue;
     ran++;
-    const label = `${c.template.rpc} ${c.steps.map((s) => `${s.path.join(".")}: ${s.mutation.name}`).join(" + ")}`;
+    const label = `${c.template.rpc}${c.template.start ? "+StartContainer" : ""} ${c.steps.map((s) => `${s.path.join(".")}: ${s.mutation.name}`).join(" + ")}`;
     const caseStarted = Date.now();
     const { code, details, res } = await call(env, c.template, request, timeoutMs);
     if (res) {
       if (c.template.rpc === "RunPodSandbox") createdPods.push(String(res["pod_sandbox_id"]));
       await c.template.cleanup?.(ctx, res).catch((err: Error) => fail(`${label}: cleanup failed: ${err.message}`));
+    }
+    if (code === INTERNAL && details.startsWith("Request message serialization failure")) {
+      // the client could not encode it (a value the wire cannot carry): crib never saw it
+      codes["NOT_SENT"] = (codes["NOT_SENT"] ?? 0) + 1;
+      continue;
     }
     codes[codeName(code)] = (codes[codeName(code)] ?? 0) + 1;
     options.onAnswer?.(`${i} ${label}: ${codeName(code)} ${details.slice(0, 200)}`);

@@ -220,6 +220,28 @@ describe("validation at the door", () => {
       assert.equal((await env.client.runtime.ListPodSandbox({})).items.length, before, "no pod sandbox is left listed");
     });
 
+    // found by the fuzzer once it started what it created: UNKNOWN with runc's text
+    it("StartContainer of a program the image lacks, or under a memory limit runc cannot start in: FAILED_PRECONDITION saying so", async () => {
+      const FAILED_PRECONDITION = 9;
+      for (const command of [["crib-fuzz-rel/x"], ["/no/such/program"], ["/etc"]]) {
+        const { container_id } = await create({ command });
+        const details = await refused(env.client.runtime.StartContainer({ container_id }), `its program ${JSON.stringify(command[0])} is`, FAILED_PRECONDITION);
+        assert.match(details, command[0] === "/etc" ? /is not executable/ : /is not found/);
+        const s = (await env.client.runtime.ContainerStatus({ container_id })).status;
+        assert.equal(s?.state, "CONTAINER_EXITED");
+        assert.equal(s?.reason, "StartError");
+        await env.client.runtime.RemoveContainer({ container_id });
+      }
+      const { container_id } = await create({ linux: { resources: { memory_limit_in_bytes: 2 * 1024 * 1024 } } });
+      // runc's init is in the cgroup when the limit is set: below its usage runc says so, else the kernel kills it
+      const tiny = await refused(env.client.runtime.StartContainer({ container_id }), "its memory limit of 2097152 bytes is", FAILED_PRECONDITION);
+      assert.match(tiny, /below what runc's init already uses|most likely too low/);
+      await env.client.runtime.RemoveContainer({ container_id });
+      const before = (await env.client.runtime.ListPodSandbox({})).items.length;
+      await refused(runPod("tiny-pod", { linux: { overhead: { memory_limit_in_bytes: 2 * 1024 * 1024 } } }), "config.linux.overhead.memory_limit_in_bytes 2097152", FAILED_PRECONDITION);
+      assert.equal((await env.client.runtime.ListPodSandbox({})).items.length, before, "no pod sandbox is left listed");
+    });
+
     it("leaves nothing behind after all of it", async () => {
       const files = await readdir(join(env.crib.dir, "root", "sandboxes"));
       const { items } = await env.client.runtime.ListPodSandbox({});
