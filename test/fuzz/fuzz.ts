@@ -176,6 +176,18 @@ const templates: Template[] = [
     build: (ctx) => ({ pod_sandbox_id: ctx.podId, config: containerConfig(ctx, `fz-${ctx.n}`, true), sandbox_config: ctx.podConfig }),
     cleanup: async (ctx, res) => { await ctx.env.client.runtime.RemoveContainer({ container_id: String(res["container_id"]) }); },
   },
+  {
+    // an image volume: the image's files mounted read-only in the container, from a sub path
+    rpc: "CreateContainer", service: "runtime", start: true,
+    build: (ctx) => ({
+      pod_sandbox_id: ctx.podId, sandbox_config: ctx.podConfig,
+      config: {
+        metadata: { name: `fz-${ctx.n}`, attempt: 0 }, image: { image: BUSYBOX_REF }, command: ["/bin/sleep", "3600"], log_path: `fz-${ctx.n}.log`,
+        mounts: [{ container_path: "/image", image: { image: BUSYBOX_REF }, image_sub_path: "bin", readonly: true, propagation: "PROPAGATION_PRIVATE" }],
+      },
+    }),
+    cleanup: async (ctx, res) => { await ctx.env.client.runtime.RemoveContainer({ container_id: String(res["container_id"]) }); },
+  },
   { rpc: "StartContainer", service: "runtime", build: (ctx) => ({ container_id: ctx.containerId }) },
   { rpc: "StopContainer", service: "runtime", build: (ctx) => ({ container_id: missingId(ctx), timeout: 1 }) },
   { rpc: "RemoveContainer", service: "runtime", build: (ctx) => ({ container_id: missingId(ctx) }) },
