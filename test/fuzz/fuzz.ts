@@ -7,6 +7,7 @@
 // state dirs), and that no file named by a mutation appears outside crib's dirs
 // and the requests' own log directories.
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -15,8 +16,12 @@ import { BUSYBOX_REF } from "../fixtures/local-images.js";
 import { CriClient } from "../fixtures/cri-client.js";
 
 const run = promisify(execFile);
-/** Every path-like mutation carries this, so that a file it made can be found. */
-export const MARKER = "crib-fuzz";
+/**
+ * Every path-like mutation carries this, so that a file it made can be found. One
+ * of its own per run: another fuzzer on the node (a suite's, someone's
+ * `npm run fuzz`) makes files with its own marker in its own crib's dirs.
+ */
+export const MARKER = `crib-fuzz-${randomBytes(3).toString("hex")}`;
 const CANCELLED = 1;
 const UNKNOWN = 2;
 const DEADLINE_EXCEEDED = 4;
