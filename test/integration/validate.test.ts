@@ -232,13 +232,14 @@ describe("validation at the door", () => {
         assert.equal(s?.reason, "StartError");
         await env.client.runtime.RemoveContainer({ container_id });
       }
-      const { container_id } = await create({ linux: { resources: { memory_limit_in_bytes: 2 * 1024 * 1024 } } });
+      // 64 KiB: less than runc's init ever uses (a pause fits in 2 MiB on one run and not on the next)
+      const { container_id } = await create({ linux: { resources: { memory_limit_in_bytes: 65536 } } });
       // runc's init is in the cgroup when the limit is set: below its usage runc says so, else the kernel kills it
-      const tiny = await refused(env.client.runtime.StartContainer({ container_id }), "its memory limit of 2097152 bytes is", FAILED_PRECONDITION);
+      const tiny = await refused(env.client.runtime.StartContainer({ container_id }), "its memory limit of 65536 bytes is", FAILED_PRECONDITION);
       assert.match(tiny, /below what runc's init already uses|most likely too low/);
       await env.client.runtime.RemoveContainer({ container_id });
       const before = (await env.client.runtime.ListPodSandbox({})).items.length;
-      await refused(runPod("tiny-pod", { linux: { overhead: { memory_limit_in_bytes: 2 * 1024 * 1024 } } }), "config.linux.overhead.memory_limit_in_bytes 2097152", FAILED_PRECONDITION);
+      await refused(runPod("tiny-pod", { linux: { overhead: { memory_limit_in_bytes: 65536 } } }), "config.linux.overhead.memory_limit_in_bytes 65536", FAILED_PRECONDITION);
       assert.equal((await env.client.runtime.ListPodSandbox({})).items.length, before, "no pod sandbox is left listed");
     });
 
