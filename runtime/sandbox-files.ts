@@ -84,7 +84,7 @@ export async function writeSandboxFiles(input: SandboxFilesInput): Promise<Sandb
 export async function removeSandboxFiles(dir: string, shmDir: string): Promise<void> {
   if (shmDir) {
     // StopPodSandbox unmounted it already, as a rule: no umount process then
-    if (await isMountPoint(shmDir)) await run("umount", [shmDir]).catch(() => undefined);
+    await unmountShm(shmDir);
     await rm(shmDir, { recursive: true, force: true }).catch(() => undefined);
     // <state>/sandboxes/<id>: it holds the shm mount point only
     await rm(dirname(shmDir), { recursive: true, force: true }).catch(() => undefined);
@@ -92,6 +92,7 @@ export async function removeSandboxFiles(dir: string, shmDir: string): Promise<v
   await rm(dir, { recursive: true, force: true });
 }
 
+/** Unmounts the shm tmpfs; not mounted (a second stop, the stop inside a remove) → no umount process. */
 export async function unmountShm(shmDir: string): Promise<void> {
-  if (shmDir) await run("umount", [shmDir]).catch(() => undefined);
+  if (shmDir && (await isMountPoint(shmDir))) await run("umount", [shmDir]).catch(() => undefined);
 }
