@@ -29,7 +29,7 @@ import type { Intent } from "./intents.js";
 import { crashPoint } from "./crash-point.js";
 import { containerInSandbox, logTarget } from "./validate.js";
 import { resourcesInForce } from "../runtime/spec/resources.js";
-import { counted } from "../runtime/call-trace.js";
+import { countCall, counted } from "../runtime/call-trace.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
   const found = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -50,6 +50,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   const target = nsOpts?.pid === "TARGET" ? deps.containers.get(required(nsOpts.target_id, "config.linux.security_context.namespace_options.target_id")) : undefined;
   containerInSandbox(config, sandbox, target?.sandboxId);
   const logPath = sandbox.config.log_directory && config.log_path ? join(sandbox.config.log_directory, config.log_path) : "";
+  const checked = countCall("create: checks before the first side effect");
   await logTarget("pod sandbox log_directory", sandbox.config.log_directory, logPath);
   const handlerName = sandbox.runtimeHandler || deps.config.default_runtime;
   const rro = config.mounts.find((m) => m.recursive_read_only);
@@ -79,7 +80,8 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   });
   undo.defer("release name", () => deps.containers.release(key, id));
 
-  const [image] = await Promise.all([deps.images.find(imageRef, ctx.signal), recorded]);
+  checked();
+  const [image] = await counted("create: image and intent", Promise.all([deps.images.find(imageRef, ctx.signal), recorded]));
   if (!image) throw notFound(`container "${metadata.name}" in sandbox ${sandbox.id}: image "${imageRef}" not found`);
   const imageConfig = image.config.config ?? {};
 
@@ -109,6 +111,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
     targetPid = t.pid;
   }
   const files = filePaths(sandbox.dir, sandbox.shmDir);
+  const specified = countCall("create: spec");
   const { spec, warnings } = withCdiEdits(buildContainerSpec({
     id, config,
     sandbox: {
@@ -124,6 +127,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   }), cdi);
   for (const w of warnings) log.warn({ warning: w }, "container spec");
 
+  specified();
   const meta: ContainerMeta = {
     id, sandboxId: sandbox.id, config, createdAt: nowNanos(),
     imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,

@@ -6,6 +6,7 @@ import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { CapabilityArgs, PodRef } from "../cni/network.js";
 import { writeFileAtomic } from "../runtime/atomic-file.js";
+import { counted } from "../runtime/call-trace.js";
 
 /** What a sandbox has or may have on the host: enough to undo it without containerd's record. */
 export interface SandboxParts {
@@ -66,7 +67,7 @@ export class IntentJournal {
 
   /** The operation's result is in the store, or its undo finished. */
   async done(kind: IntentKind, id: string): Promise<void> {
-    await rm(this.#path(kind, id), { force: true });
+    await counted("file remove (intent done)", rm(this.#path(kind, id), { force: true }));
   }
 
   has(kind: IntentKind, id: string): Promise<boolean> {
