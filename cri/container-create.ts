@@ -27,7 +27,7 @@ import { containerEvent } from "./container-events.js";
 import { imageVolumeMounts, prepareImageVolumes } from "./image-volumes.js";
 import type { Intent } from "./intents.js";
 import { crashPoint } from "./crash-point.js";
-import { containerInSandbox, logTarget } from "./validate.js";
+import { containerInSandbox, logTarget, shown } from "./validate.js";
 import { resourcesInForce } from "../runtime/spec/resources.js";
 import { countCall, counted } from "../runtime/call-trace.js";
 
@@ -82,7 +82,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
 
   checked();
   const [image] = await counted("create: image and intent", Promise.all([deps.images.find(imageRef, ctx.signal), recorded]));
-  if (!image) throw notFound(`container "${metadata.name}" in sandbox ${sandbox.id}: image "${imageRef}" not found`);
+  if (!image) throw notFound(`container ${shown(metadata.name)} in sandbox ${sandbox.id}: image ${shown(imageRef)} not found`);
   const imageConfig = image.config.config ?? {};
 
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]);

@@ -13,6 +13,7 @@ const processCache = new Map<string, OciProcess>();
 const OUTPUT_DRAIN_MS = 2000;
 const OUTPUT_QUIET_MS = 100;
 const KILL_WAIT_MS = 5000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The container's process from its OCI spec: the base of every exec. */
 export async function baseProcess(deps: Deps, c: Container, signal?: AbortSignal): Promise<OciProcess> {
@@ -52,7 +53,8 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
     containerId: c.id, process: { ...base, args: req.cmd, terminal: false },
     stdin: false, stdout: true, stderr: true, tty: false, dir: join(deps.config.state, "exec"), fifos: deps.fifos,
   });
-  const timeout = Number(req.timeout) > 0 ? AbortSignal.timeout(Number(req.timeout) * 1000) : undefined;
+  // a timer takes at most 2^31-1 ms (24.8 days): a longer one fires at once, so the timeout would end the command at start
+  const timeout = Number(req.timeout) > 0 ? AbortSignal.timeout(Math.min(Number(req.timeout) * 1000, MAX_TIMER_MS)) : undefined;
   const signal = timeout ? AbortSignal.any([ctx.signal, timeout]) : ctx.signal;
   try {
     const stopCollecting = new AbortController();

@@ -18,8 +18,20 @@ const CODES: Record<ErrorKind, status> = {
 const isAbort = (err: unknown): boolean => err instanceof Error && err.name === "AbortError";
 const isTimeout = (err: unknown): boolean => err instanceof Error && err.name === "TimeoutError";
 
+/**
+ * The status message travels as the grpc-message trailer. One of ~80 kB (a
+ * request's 100 kB value, echoed) is past what grpc-js clients take: the client
+ * answers with GOAWAY and its channel hangs every later call. A message names
+ * a field and a shortened value; anything longer (a dependency's text) is cut.
+ */
+export const MAX_DETAILS = 2048;
+
+export function shortDetails(text: string): string {
+  return text.length > MAX_DETAILS ? `${text.slice(0, MAX_DETAILS - 40)}… (${text.length - MAX_DETAILS + 40} more characters)` : text;
+}
+
 export function toServiceError(err: unknown): Pick<StatusObject, "code" | "details"> {
-  const details = err instanceof Error ? err.message : String(err);
+  const details = shortDetails(err instanceof Error ? err.message : String(err));
   if (err instanceof CribError) return { code: CODES[err.kind], details };
   if (err instanceof ContainerdError) return { code: err.code, details };
   if (typeof err === "object" && err !== null && typeof (err as { cniCode?: unknown }).cniCode === "number") {

@@ -6,6 +6,7 @@ import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { invalidArgument } from "../runtime/errors.js";
 import { podCidrsToIpRanges } from "../cni/ip.js";
+import { shown } from "./validate.js";
 
 export async function updateRuntimeConfig(deps: Deps, req: cri.UpdateRuntimeConfigRequest, ctx: CallContext): Promise<cri.UpdateRuntimeConfigResponse__Input> {
   const text = req.runtime_config?.network_config?.pod_cidr ?? "";
@@ -15,7 +16,7 @@ export async function updateRuntimeConfig(deps: Deps, req: cri.UpdateRuntimeConf
   try {
     cidrs = podCidrsToIpRanges(given).map((set) => set[0]!.subnet);
   } catch (err) {
-    throw invalidArgument(`runtime_config.network_config.pod_cidr "${text}": ${err instanceof Error ? err.message : String(err)}`);
+    throw invalidArgument(`runtime_config.network_config.pod_cidr ${shown(text)}: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (cidrs.join(",") === deps.podCidrs.current.join(",")) return {};
   await deps.podCidrs.set(cidrs);

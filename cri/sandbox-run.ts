@@ -10,6 +10,7 @@ import { Rollback, allSettled } from "./rollback.js";
 import { KIND_LABEL, SANDBOX_EXTENSION, sandboxNameKey, type Sandbox, type SandboxMeta } from "./store/sandboxes.js";
 import { alreadyExists, invalidArgument, required } from "../runtime/errors.js";
 import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
+import { refusedSysctl } from "../runtime/spec/sysctls.js";
 import { readSeccompProfile, seccompChoice } from "../runtime/spec/seccomp.js";
 import { createContainer, deleteContainer, startTask, updateExtension } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles, shmOptions, writeSandboxFiles } from "../runtime/sandbox-files.js";
@@ -189,7 +190,8 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
     const rootfs = await created;
     await adding; // the task joins the netns
     undo.defer("delete pause task", (s) => removeTask(deps, id, s));
-    const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal, rootfs);
+    const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal, rootfs)
+      .catch((err: unknown) => { throw refusedSysctl(err, config.linux?.sysctls ?? {}, "config.linux.sysctls") ?? err; });
     crashPoint("sandbox-run:pause-started");
     return pid;
   };

@@ -64,3 +64,25 @@ test("cgroup_parent as kubelet sends it for each driver; relative, '..' and huge
   for (const bad of ["relative/x", "/a/../b", `/${"x".repeat(300)}`]) invalid(() => podSandboxConfig(cfg(bad), host()), "config.linux.cgroup_parent");
   invalid(() => podSandboxConfig(cfg("/kubepods"), host({ systemdCgroup: true })), "config.linux.cgroup_parent");
 });
+
+test("capabilities are names the kernel knows; labels fit containerd's 4096 bytes; paths fit PATH_MAX and NAME_MAX", async () => {
+  const { containerConfig: check, podSandboxConfig } = await import("./validate.js");
+  const { containerConfig, sandboxConfig } = await import("../runtime/spec/testing.js");
+  const caps = (c: cri.Capability__Input) => containerConfig({ linux: { security_context: { capabilities: c } } });
+  check(caps({ add_capabilities: ["NET_ADMIN", "cap_sys_time", "ALL"], drop_capabilities: ["all", "CAP_MKNOD"], add_ambient_capabilities: ["NET_BIND_SERVICE"] }), host());
+  invalid(() => check(caps({ add_capabilities: ["NET_ADMIN", "x".repeat(100_000)] }), host()), "config.linux.security_context.capabilities.add_capabilities[1]");
+  invalid(() => check(caps({ drop_capabilities: ["CAP_NOPE"] }), host()), "capabilities.drop_capabilities[0]");
+  invalid(() => check(caps({ add_ambient_capabilities: ["nope"] }), host()), "capabilities.add_ambient_capabilities[0]");
+  assert.throws(() => check(caps({ add_capabilities: ["x".repeat(100_000)] }), host()), (e: Error) => e.message.length < 200, "the value is shortened in the message");
+
+  check(containerConfig({ labels: { app: "x".repeat(4000) } }), host());
+  invalid(() => check(containerConfig({ labels: { "": "v" } }), host()), "config.labels");
+  invalid(() => check(containerConfig({ labels: { k: "x".repeat(5000) } }), host()), "config.labels[\"k\"]");
+  invalid(() => podSandboxConfig(sandboxConfig({ labels: { "": "v" } }), host()), "config.labels");
+
+  invalid(() => check(containerConfig({ log_path: "x".repeat(300) }), host()), "config.log_path");
+  invalid(() => check(containerConfig({ working_dir: `/${"d/".repeat(2100)}` }), host()), "config.working_dir");
+  invalid(() => check(containerConfig({ mounts: [{ container_path: "/data", host_path: `/${"h".repeat(256)}` }] }), host()), "config.mounts[0].host_path");
+  invalid(() => podSandboxConfig(sandboxConfig({ log_directory: `/var/log/${"p".repeat(256)}` }), host()), "config.log_directory");
+  check(containerConfig({ log_path: `c/${"x".repeat(250)}.log`, working_dir: `/${"w".repeat(255)}` }), host());
+});

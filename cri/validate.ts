@@ -9,6 +9,7 @@ import type { MessageTypeDefinition, PackageDefinition } from "@grpc/proto-loade
 import type * as cri from "../proto/gen/cri/types.js";
 import { invalidArgument } from "../runtime/errors.js";
 import { cleanPath, int64 } from "../runtime/spec/base.js";
+import { allCapabilities } from "../runtime/spec/capabilities.js";
 import type { HostFacts } from "../runtime/spec/host.js";
 import { isDigest, parseNormalized } from "../runtime/image/reference.js";
 
@@ -105,8 +106,19 @@ function noControl(field: string, value: string): void {
   if (/[\x00-\x1f\x7f]/.test(value)) bad(field, value, "contains a control character");
 }
 
+const PATH_MAX = 4096;
+const NAME_MAX = 255;
+
+/** What the kernel takes: a path under PATH_MAX bytes, each name at most NAME_MAX (else ENAMETOOLONG, far from here). */
+function pathLength(field: string, value: string): void {
+  if (Buffer.byteLength(value) >= PATH_MAX) bad(field, value, `is too long for a path (${Buffer.byteLength(value)} bytes; the kernel takes ${PATH_MAX - 1})`);
+  const name = value.split("/").find((n) => Buffer.byteLength(n) > NAME_MAX);
+  if (name !== undefined) bad(field, value, `has a name of ${Buffer.byteLength(name)} bytes (the kernel takes ${NAME_MAX})`);
+}
+
 function absolutePath(field: string, value: string): void {
   if (!value.startsWith("/")) bad(field, value, "must be an absolute path");
+  pathLength(field, value);
 }
 
 /** Host paths as Kubernetes validates them: absolute, and no '..' element that would lead elsewhere than it reads. */
@@ -276,7 +288,19 @@ function securityContext(sc: SecurityIds, field: string, container: boolean): vo
   sc.supplemental_groups.forEach((g, i) => range(`${field}.supplemental_groups[${i}]`, int64Of(`${field}.supplemental_groups[${i}]`, g), 0, 4294967294));
 }
 
+// crib keeps CRI labels as containerd labels, which containerd limits to 4096 bytes of key and value
+const MAX_LABEL = 4096;
+
+function labels(field: string, map: Readonly<Record<string, string>>): void {
+  for (const [k, v] of Object.entries(map)) {
+    if (k === "") bad(field, k, "is not a label key: keys must not be empty");
+    const size = Buffer.byteLength(k) + Buffer.byteLength(v);
+    if (size > MAX_LABEL) bad(`${field}[${shown(k)}]`, v, `is too long: key and value take ${size} bytes, at most ${MAX_LABEL}`);
+  }
+}
+
 export function podSandboxConfig(config: cri.PodSandboxConfig, host: HostFacts, field = "config"): void {
+  labels(`${field}.labels`, config.labels);
   const m = config.metadata;
   if (m) {
     metadataName(`${field}.metadata.name`, m.name, 253);
@@ -314,6 +338,7 @@ export function imageReference(field: string, ref: string): void {
 /** log_path is relative to the sandbox's log_directory and names a file in it. */
 export function logPath(field: string, value: string): void {
   if (value === "") return;
+  pathLength(field, value);
   const clean = cleanPath(value.replace(/^\/+/, ""));
   if (clean === "." || clean === ".." || clean.startsWith("../") || value.endsWith("/")) {
     bad(field, value, "must name a file inside the pod's log_directory");
@@ -321,6 +346,7 @@ export function logPath(field: string, value: string): void {
 }
 
 export function containerConfig(config: cri.ContainerConfig, host: HostFacts, field = "config"): void {
+  labels(`${field}.labels`, config.labels);
   if (config.metadata) {
     metadataName(`${field}.metadata.name`, config.metadata.name, 253);
     range(`${field}.metadata.attempt`, config.metadata.attempt, 0, 4294967295);
@@ -356,9 +382,24 @@ export function containerConfig(config: cri.ContainerConfig, host: HostFacts, fi
     const sc = linux.security_context;
     if (sc) {
       securityContext(sc, `${field}.linux.security_context`, true);
+      capabilities(sc.capabilities, `${field}.linux.security_context.capabilities`);
       sc.masked_paths.forEach((p, i) => absolutePath(`${field}.linux.security_context.masked_paths[${i}]`, p));
       sc.readonly_paths.forEach((p, i) => absolutePath(`${field}.linux.security_context.readonly_paths[${i}]`, p));
     }
+  }
+}
+
+const CAPABILITIES = new Set(allCapabilities);
+
+/** Names the kernel knows ("NET_ADMIN", "CAP_NET_ADMIN", any case), or "ALL"; anything else would reach runc, or the error, verbatim. */
+function capabilities(caps: cri.Capability | null | undefined, field: string): void {
+  if (!caps) return;
+  for (const list of ["add_capabilities", "drop_capabilities", "add_ambient_capabilities"] as const) {
+    caps[list].forEach((name, i) => {
+      if (name.toUpperCase() === "ALL") return;
+      const upper = name.trim().toUpperCase();
+      if (!CAPABILITIES.has(upper.startsWith("CAP_") ? upper : `CAP_${upper}`)) bad(`${field}.${list}[${i}]`, name, "is not a Linux capability");
+    });
   }
 }
 
@@ -394,7 +435,6 @@ export function containerInSandbox(config: cri.ContainerConfig, sandbox: StoredS
 
 // execve(2)'s limits: a program path of at most PATH_MAX bytes, each argument under MAX_ARG_STRLEN
 // (runc exec of a 100 kB program name hung instead of failing)
-const PATH_MAX = 4096;
 const MAX_ARG_STRLEN = 131072;
 
 function argv(field: string, list: readonly string[], program = true): void {
@@ -451,6 +491,7 @@ export function requestChecker(wire: WireCheck, service: string, host: HostFacts
 export async function logTarget(field: string, directory: string, file?: string): Promise<void> {
   const kind = async (p: string): Promise<"dir" | "other" | "none"> =>
     stat(p).then((st) => (st.isDirectory() ? "dir" : "other"), () => "none");
+  if (file !== undefined) pathLength("config.log_path", file);
   if (directory !== "" && (await kind(directory)) === "other") bad(field, directory, "exists and is not a directory");
   if (file !== undefined && file !== "" && (await kind(file)) === "dir") bad("config.log_path", file, "is a directory");
 }

@@ -124,6 +124,24 @@ test("an unfinished line waits for its newline and is a P entry at EOF", () => {
   assert.deepEqual(encodeAll(["tail\r"], 16384), [["P", "tail\r"]], "a \\r at EOF is kept, as containerd keeps it");
 });
 
+test("encoders of many streams, fed in turn, each keep their own unfinished line (their scratch is shared)", () => {
+  const encoders = Array.from({ length: 50 }, (_, i) => new CriLineEncoder(i % 2 ? "stderr" : "stdout", 8));
+  const out = encoders.map(() => [] as Array<[string, string]>);
+  for (let round = 0; round < 3; round++) {
+    encoders.forEach((e, i) => out[i]!.push(...parse(e.encode(Buffer.from(`s${i}r${round}-`)), i % 2 ? "stderr" : "stdout")));
+  }
+  encoders.forEach((e, i) => out[i]!.push(...parse(e.encode(Buffer.from("\n")), i % 2 ? "stderr" : "stdout")));
+  encoders.forEach((_, i) => {
+    const line = `s${i}r0-s${i}r1-s${i}r2-`;
+    const pieces: Array<[string, string]> = [];
+    for (let at = 0; at < line.length; at += 8) pieces.push([at + 8 < line.length ? "P" : "F", line.slice(at, at + 8)]);
+    assert.deepEqual(out[i], pieces, `stream ${i}`);
+  });
+  const idle = new CriLineEncoder("stdout", 16384);
+  assert.equal(idle.pending, 0);
+  assert.equal(idle.end().length, 0, "an encoder that never saw a byte has nothing to end");
+});
+
 test("any input, cut into reads anywhere, is logged exactly as containerd logs it", () => {
   let seed = 42;
   const random = (n: number): number => {

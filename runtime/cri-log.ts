@@ -42,19 +42,23 @@ export function timestamp(now = Date.now()): string {
   return `${clockIso.toString("latin1")}${String(nextSeq()).padStart(6, "0")}Z`;
 }
 
+// Every container has two encoders, mostly idle (300 containers: 600): what they
+// hold is allocated when used. The newline positions of a chunk are scratch,
+// shared: encode() runs to its end before another call begins.
+const NO_PENDING = Buffer.alloc(0);
+let newlineScratch = new Int32Array(4096);
+
 /** Encodes one stream's bytes into CRI log entries, chunk by chunk; keeps an unfinished line for the next chunk. */
 export class CriLineEncoder {
   readonly #max: number;
   readonly #header: Buffer;
-  /** the unfinished line: at most max bytes, plus a "\r" that may yet turn out to end it */
-  readonly #pending: Buffer;
+  /** the unfinished line: at most max bytes, plus a "\r" that may yet turn out to end it (allocated when first needed) */
+  #pending: Buffer = NO_PENDING;
   #pendingLength = 0;
-  #newlines = new Int32Array(4096);
 
   constructor(stream: "stdout" | "stderr", maxLineSize: number) {
     this.#max = maxLineSize > 0 ? maxLineSize : UNLIMITED_LINE;
     this.#header = Buffer.from(`${"0".repeat(30)} ${stream} F `, "latin1");
-    this.#pending = Buffer.allocUnsafe(this.#max + 1);
   }
 
   /** Bytes of an unfinished line held for the next chunk. */
@@ -68,8 +72,8 @@ export class CriLineEncoder {
     if (n === 0) return Buffer.alloc(0);
     tick(now);
     const max = this.#max;
-    let newlines = this.#newlines;
-    if (newlines.length < n) newlines = this.#newlines = new Int32Array(Math.max(n, newlines.length * 2));
+    if (newlineScratch.length < n) newlineScratch = new Int32Array(Math.max(n, newlineScratch.length * 2));
+    const newlines = newlineScratch;
     let count = 0;
     for (let i = 0; i < n; i++) if (chunk[i] === NL) newlines[count++] = i;
     const content = this.#pendingLength + n;
@@ -120,6 +124,7 @@ export class CriLineEncoder {
       }
     }
     if (start < n) {
+      if (this.#pending === NO_PENDING) this.#pending = Buffer.allocUnsafe(max + 1);
       this.#pending.set(chunk.subarray(start, n), this.#pendingLength);
       this.#pendingLength += n - start;
     }

@@ -73,7 +73,7 @@ const known = new Set(allCapabilities);
 export function capabilityName(name: string, field: string): string {
   const upper = name.trim().toUpperCase();
   const oci = upper.startsWith("CAP_") ? upper : `CAP_${upper}`;
-  if (!known.has(oci)) throw invalidArgument(`${field}: unknown capability "${name}"`);
+  if (!known.has(oci)) throw invalidArgument(`${field}: unknown capability ${JSON.stringify(name.length > 64 ? `${name.slice(0, 60)}…` : name)}`);
   return oci;
 }
 

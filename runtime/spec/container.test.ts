@@ -433,3 +433,12 @@ test("the stop signal is the CRI's, else the image's, else SIGTERM", () => {
   assert.equal(stopSignal({ stop_signal: "RUNTIME_DEFAULT" }, { StopSignal: "3" }), "3");
   assert.equal(stopSignal({ stop_signal: "RUNTIME_DEFAULT" }, {}), "SIGTERM");
 });
+
+test("a sysctl value the kernel refused, in runc's words, becomes INVALID_ARGUMENT naming the request's key", async () => {
+  const { refusedSysctl } = await import("./sysctls.js");
+  const runc = new Error("containerd tasks.Create: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: error during container init: write /proc/sys/net/ipv4/ip_unprivileged_port_start: invalid argument: unknown");
+  const err = refusedSysctl(runc, { "net/ipv4/ip_unprivileged_port_start": "-1" }, "config.linux.sysctls") as Error & { kind?: string };
+  assert.equal(err.kind, "invalid-argument");
+  assert.equal(err.message, 'config.linux.sysctls["net/ipv4/ip_unprivileged_port_start"]: "-1" is refused by the kernel (invalid argument)');
+  assert.equal(refusedSysctl(new Error("runc create failed: exec: no such file"), {}, "f"), undefined);
+});

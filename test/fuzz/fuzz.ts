@@ -12,10 +12,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { leftovers, type PodEnv } from "../fixtures/pod-env.js";
 import { BUSYBOX_REF } from "../fixtures/local-images.js";
+import { CriClient } from "../fixtures/cri-client.js";
 
 const run = promisify(execFile);
 /** Every path-like mutation carries this, so that a file it made can be found. */
 export const MARKER = "crib-fuzz";
+const CANCELLED = 1;
 const UNKNOWN = 2;
 const DEADLINE_EXCEEDED = 4;
 const INTERNAL = 13;
@@ -52,7 +54,13 @@ export interface FuzzOptions {
   /** run only every n-th of the single-field cases (a bounded sample); default 1 */
   stride?: number;
   seed?: number;
+  /** per call; generous, so that only a stall trips it (default 60 s) */
+  callTimeoutMs?: number;
   progress?: (line: string) => void;
+  /** each failure as it is found (an interrupted run still tells what it found) */
+  onFailure?: (line: string) => void;
+  /** every case's answer */
+  onAnswer?: (line: string) => void;
 }
 
 interface Ctx {
@@ -67,6 +75,8 @@ interface Ctx {
 interface Template {
   rpc: string;
   service: "runtime" | "image";
+  /** a server-streaming rpc: read until it ends, or for a moment if it never does (GetContainerEvents) */
+  stream?: boolean;
   build(ctx: Ctx): Json;
   /** what a successful call made, to remove at once */
   cleanup?(ctx: Ctx, res: Json): Promise<void>;
@@ -94,7 +104,13 @@ const removePod = async (ctx: Ctx, id: string): Promise<void> => {
   await ctx.env.client.runtime.RemovePodSandbox({ pod_sandbox_id: id });
 };
 
-const MISSING = "0".repeat(64);
+/**
+ * An id no object has, that no prefix of it names either: its digit begins
+ * neither the base pod's id nor the base container's. crib resolves unique id
+ * prefixes, as containerd does; a Stop/Remove of "0" would otherwise remove the
+ * base pod one run in sixteen, and every later case would test NOT_FOUND.
+ */
+const missingId = (ctx: Ctx): string => ([..."0123456789abcdef"].find((d) => !ctx.podId.startsWith(d) && !ctx.containerId.startsWith(d)) ?? "0").repeat(64);
 
 const templates: Template[] = [
   { rpc: "Version", service: "runtime", build: () => ({ version: "v1" }) },
@@ -105,8 +121,8 @@ const templates: Template[] = [
     build: (ctx) => ({ config: sandboxConfig(ctx, `fz-${ctx.n}`), runtime_handler: "" }),
     cleanup: (ctx, res) => removePod(ctx, String(res["pod_sandbox_id"])),
   },
-  { rpc: "StopPodSandbox", service: "runtime", build: () => ({ pod_sandbox_id: MISSING }) },
-  { rpc: "RemovePodSandbox", service: "runtime", build: () => ({ pod_sandbox_id: MISSING }) },
+  { rpc: "StopPodSandbox", service: "runtime", build: (ctx) => ({ pod_sandbox_id: missingId(ctx) }) },
+  { rpc: "RemovePodSandbox", service: "runtime", build: (ctx) => ({ pod_sandbox_id: missingId(ctx) }) },
   { rpc: "PodSandboxStatus", service: "runtime", build: (ctx) => ({ pod_sandbox_id: ctx.podId, verbose: true }) },
   { rpc: "ListPodSandbox", service: "runtime", build: (ctx) => ({ filter: { id: ctx.podId, state: { state: "SANDBOX_READY" }, label_selector: { app: "fuzz" } } }) },
   {
@@ -138,8 +154,8 @@ const templates: Template[] = [
     cleanup: async (ctx, res) => { await ctx.env.client.runtime.RemoveContainer({ container_id: String(res["container_id"]) }); },
   },
   { rpc: "StartContainer", service: "runtime", build: (ctx) => ({ container_id: ctx.containerId }) },
-  { rpc: "StopContainer", service: "runtime", build: () => ({ container_id: MISSING, timeout: 1 }) },
-  { rpc: "RemoveContainer", service: "runtime", build: () => ({ container_id: MISSING }) },
+  { rpc: "StopContainer", service: "runtime", build: (ctx) => ({ container_id: missingId(ctx), timeout: 1 }) },
+  { rpc: "RemoveContainer", service: "runtime", build: (ctx) => ({ container_id: missingId(ctx) }) },
   { rpc: "ContainerStatus", service: "runtime", build: (ctx) => ({ container_id: ctx.containerId, verbose: true }) },
   { rpc: "ListContainers", service: "runtime", build: (ctx) => ({ filter: { id: ctx.containerId, state: { state: "CONTAINER_RUNNING" }, pod_sandbox_id: ctx.podId, label_selector: { app: "fuzz" } } }) },
   { rpc: "ExecSync", service: "runtime", build: (ctx) => ({ container_id: ctx.containerId, cmd: ["/bin/echo", "hi"], timeout: 5 }) },
@@ -161,9 +177,48 @@ const templates: Template[] = [
   { rpc: "PullImage", service: "image", build: () => ({ image: { image: "127.0.0.1:9/crib-fuzz:1" }, auth: { username: "u", password: "p" } }) },
   { rpc: "RemoveImage", service: "image", build: () => ({ image: { image: "127.0.0.1:9/crib-fuzz-none:1" } }) },
   { rpc: "ImageFsInfo", service: "image", build: () => ({}) },
+  // the env's own subnet: this CNI config does not take ipRanges, and a valid case changes nothing for later pods
+  { rpc: "UpdateRuntimeConfig", service: "runtime", build: (ctx) => ({ runtime_config: { network_config: { pod_cidr: ctx.env.subnet } } }) },
+  // crib does not implement it: UNIMPLEMENTED, and nothing written at `location`
+  { rpc: "CheckpointContainer", service: "runtime", build: (ctx) => ({ container_id: ctx.containerId, location: join(ctx.hostDir, "checkpoint.tar"), timeout: 5 }) },
+  { rpc: "GetContainerEvents", service: "runtime", stream: true, build: () => ({}) },
+  { rpc: "StreamPodSandboxes", service: "runtime", stream: true, build: (ctx) => ({ filter: { id: ctx.podId, state: { state: "SANDBOX_READY" }, label_selector: { app: "fuzz" } } }) },
+  { rpc: "StreamContainers", service: "runtime", stream: true, build: (ctx) => ({ filter: { id: ctx.containerId, state: { state: "CONTAINER_RUNNING" }, pod_sandbox_id: ctx.podId, label_selector: { app: "fuzz" } } }) },
+  { rpc: "StreamContainerStats", service: "runtime", stream: true, build: (ctx) => ({ filter: { id: ctx.containerId, pod_sandbox_id: ctx.podId, label_selector: { app: "fuzz" } } }) },
+  { rpc: "StreamPodSandboxStats", service: "runtime", stream: true, build: (ctx) => ({ filter: { id: ctx.podId, label_selector: { app: "fuzz" } } }) },
+  { rpc: "StreamPodSandboxMetrics", service: "runtime", stream: true, build: () => ({}) },
+  { rpc: "StreamImages", service: "image", stream: true, build: () => ({ filter: { image: { image: BUSYBOX_REF } } }) },
 ];
-// Not fuzzed: UpdateRuntimeConfig (it changes the pod CIDR every later pod gets
-// its IP from) and the server-streaming rpcs (the List* they stream are fuzzed).
+
+interface Answer { code: number; details: string; res?: Json }
+
+const answerOf = (err: unknown): Answer => {
+  const e = err as { code?: number; details?: string; message?: string };
+  return { code: e.code ?? UNKNOWN, details: e.details ?? e.message ?? String(err) };
+};
+
+/** One call of a unary rpc, or a server-streaming one read to its end (or for `openMs`, if it never ends). */
+async function call(env: PodEnv, t: Template, request: Json, timeoutMs: number, openMs = 300): Promise<Answer> {
+  if (!t.stream) {
+    const api = (t.service === "runtime" ? env.client.runtime : env.client.image) as unknown as Record<string, (r: Json, o: { timeoutMs: number }) => Promise<Json>>;
+    return api[t.rpc]!(request, { timeoutMs }).then((res) => ({ code: 0, details: "", res }), answerOf);
+  }
+  const raw = (t.service === "runtime" ? env.client.rawRuntime : env.client.rawImage) as unknown as Record<string, (r: Json, o: { deadline: Date }) => NodeJS.ReadableStream & { cancel(): void }>;
+  const stream = raw[t.rpc]!.call(t.service === "runtime" ? env.client.rawRuntime : env.client.rawImage, request, { deadline: new Date(Date.now() + timeoutMs) });
+  return new Promise<Answer>((resolve) => {
+    let settled = false;
+    const settle = (a: Answer): void => { if (!settled) { settled = true; clearTimeout(open); resolve(a); } };
+    // still open after the list was sent: a watch (GetContainerEvents); that it serves is the answer
+    const open = setTimeout(() => { settle({ code: 0, details: "" }); stream.cancel(); }, openMs);
+    stream.on("data", () => undefined);
+    stream.on("end", () => settle({ code: 0, details: "" }));
+    stream.on("error", (err: unknown) => settle(answerOf(err)));
+  }).then(async (a) => {
+    // a watch cancelled by us ends with CANCELLED; wait for the call to close so that it does not count against the next case
+    await new Promise((r) => setImmediate(r));
+    return a;
+  });
+}
 
 interface Mutation {
   name: string;
@@ -201,18 +256,24 @@ const numberMutations: Mutation[] = [
   { name: "negative", apply: () => -1 },
   { name: "very negative", apply: () => -2147483648 },
   { name: "huge", apply: () => 2147483647 },
+  // seconds whose milliseconds overflow a timer (> 24.8 days), yet within every range crib checks
+  { name: "a month", apply: () => 31 * 24 * 3600 },
   { name: "int64 max", apply: () => "9223372036854775807" },
   { name: "int64 min", apply: () => "-9223372036854775808" },
 ];
 const listMutations: Mutation[] = [
   { name: "empty list", apply: () => [] },
-  { name: "long list", apply: (v) => Array.from({ length: 200 }, () => (v as Value[])[0]) },
+  { name: "long list", apply: (v) => ((v as Value[]).length === 0 ? SKIP : Array.from({ length: 200 }, () => (v as Value[])[0])) },
 ];
 const mapMutations: Mutation[] = [
   { name: "empty map", apply: () => ({}) },
   { name: "empty key", apply: () => ({ "": "v" }) },
   { name: "NUL in key", apply: () => ({ [`k\0${MARKER}`]: "v" }) },
-  { name: "newline in value", apply: () => ({ k: `v\n${MARKER}` }) },
+  // the value of the map's own first key (a real sysctl, label, annotation), so that it reaches what uses it
+  { name: "newline in value", apply: (v) => ({ ...(v as Json), [firstKey(v)]: `v\n${MARKER}` }) },
+  { name: "huge value", apply: (v) => ({ ...(v as Json), [firstKey(v)]: "x".repeat(100_000) }) },
+  { name: "unicode value", apply: (v) => ({ ...(v as Json), [firstKey(v)]: `ü\u202e💥\uFFFD${MARKER}` }) },
+  { name: "negative value", apply: (v) => ({ ...(v as Json), [firstKey(v)]: "-1" }) },
 ];
 const messageMutations: Mutation[] = [{ name: "absent", apply: () => null }];
 const boolMutations: Mutation[] = [{ name: "flipped", apply: (v) => !v }];
@@ -223,6 +284,7 @@ const bytesMutations: Mutation[] = [
   { name: "newline bytes", apply: () => Buffer.from(`a\n${MARKER}=1`) },
 ];
 
+const firstKey = (v: Value): string => Object.keys((v ?? {}) as Json)[0] ?? "k";
 const MAP_FIELDS = new Set(["labels", "annotations", "sysctls", "label_selector", "unified"]);
 
 /** Every (path, mutation) of a request. */
@@ -256,7 +318,10 @@ function fieldCases(rpc: string, request: Json): { path: string[]; mutation: Mut
 function mutate(request: Json, path: string[], mutation: Mutation, rpc: string): Json | undefined {
   const copy = structuredClone(request);
   let parent: Record<string, Value> | Value[] = copy;
-  for (const p of path.slice(0, -1)) parent = (parent as Record<string, Value>)[p] as Record<string, Value>;
+  for (const p of path.slice(0, -1)) {
+    parent = (parent as Record<string, Value>)[p] as Record<string, Value>;
+    if (typeof parent !== "object" || parent === null) return undefined; // an earlier step made it absent
+  }
   const last = path.at(-1)!;
   const next = mutation.apply((parent as Record<string, Value>)[last], last, rpc);
   if (next === SKIP) return undefined;
@@ -309,18 +374,22 @@ export async function fuzz(env: PodEnv, options: FuzzOptions): Promise<FuzzRepor
   const containerId = await env.runContainer(pod, "fuzz-base", { labels: { app: "fuzz" } });
   const ctx: Ctx = { env, n: 0, podId: pod.id, podConfig: pod.config as Json, containerId, hostDir };
 
+  const logFrom = (await env.crib.log()).length;
   const baseline = sorted(await leftovers(env));
   const dirsBefore = await stateDirs(env);
   const strayBefore = await strayFiles(env);
   const createdPods: string[] = [];
+  const basePods = [pod.id];
 
   // one mutation of each field of each rpc, then two at once, seeded
-  const single = templates.flatMap((t) => fieldCases(t.rpc, t.build(ctx)).map((c) => ({ template: t, steps: [c] })));
+  const single = singleCases(ctx);
   const stride = Math.max(1, options.stride ?? 1);
   const plan = single.filter((_, i) => i % stride === 0);
   while (plan.length < options.cases) {
     const a = single[Math.floor(random() * single.length)]!;
-    const same = single.filter((c) => c.template === a.template && c.steps[0]!.path.join(".") !== a.steps[0]!.path.join("."));
+    // two different fields, neither inside the other (a mutation of the outer one would leave no inner one)
+    const inside = (x: string[], y: string[]): boolean => x.length <= y.length && x.every((p, i) => y[i] === p);
+    const same = single.filter((c) => c.template === a.template && !inside(c.steps[0]!.path, a.steps[0]!.path) && !inside(a.steps[0]!.path, c.steps[0]!.path));
     const b = same[Math.floor(random() * same.length)];
     plan.push(b ? { template: a.template, steps: [a.steps[0]!, b.steps[0]!] } : a);
   }
@@ -328,63 +397,107 @@ export async function fuzz(env: PodEnv, options: FuzzOptions): Promise<FuzzRepor
 
   const codes: Record<string, number> = {};
   const failures: string[] = [];
+  const fail = (line: string): void => { failures.push(line); options.onFailure?.(line); };
+  const timeoutMs = options.callTimeoutMs ?? 60_000;
+  let ran = 0;
   for (const [i, c] of plan.entries()) {
     ctx.n = i;
     let request: Json | undefined = c.template.build(ctx);
     for (const s of c.steps) request = request && mutate(request, s.path, s.mutation, c.template.rpc);
     if (!request) continue;
+    ran++;
     const label = `${c.template.rpc} ${c.steps.map((s) => `${s.path.join(".")}: ${s.mutation.name}`).join(" + ")}`;
-    const api = (c.template.service === "runtime" ? env.client.runtime : env.client.image) as unknown as Record<string, (r: Json, o: { timeoutMs: number }) => Promise<Json>>;
-    let code = 0;
-    let details = "";
-    try {
-      const res = await api[c.template.rpc]!(request, { timeoutMs: 45_000 });
+    const caseStarted = Date.now();
+    const { code, details, res } = await call(env, c.template, request, timeoutMs);
+    if (res) {
       if (c.template.rpc === "RunPodSandbox") createdPods.push(String(res["pod_sandbox_id"]));
-      await c.template.cleanup?.(ctx, res).catch((err: Error) => failures.push(`${label}: cleanup failed: ${err.message}`));
-    } catch (err) {
-      const e = err as { code?: number; details?: string; message?: string };
-      code = e.code ?? UNKNOWN;
-      details = e.details ?? e.message ?? String(err);
+      await c.template.cleanup?.(ctx, res).catch((err: Error) => fail(`${label}: cleanup failed: ${err.message}`));
     }
     codes[codeName(code)] = (codes[codeName(code)] ?? 0) + 1;
-    if (code === UNKNOWN || code === INTERNAL || code === DEADLINE_EXCEEDED || (code === UNAVAILABLE && c.template.rpc !== "PullImage")) {
-      failures.push(`${label}: ${codeName(code)}: ${details.slice(0, 300)}`);
+    options.onAnswer?.(`${i} ${label}: ${codeName(code)} ${details.slice(0, 200)}`);
+    if (code === UNKNOWN || code === INTERNAL || code === DEADLINE_EXCEEDED || (code === CANCELLED && !c.template.stream) || (code === UNAVAILABLE && c.template.rpc !== "PullImage")) {
+      let why = `${label}: ${codeName(code)} after ${Date.now() - caseStarted} ms: ${details.slice(0, 300)}`;
+      if (code === DEADLINE_EXCEEDED || code === UNAVAILABLE || code === CANCELLED) {
+        // crib stalled, or only this connection? A new one tells; later cases use it
+        why += `; ${await answersOnNewConnection(env)}`;
+      }
+      fail(why);
     }
     const pid = env.crib.pid;
     let alive = pid !== undefined;
     try { if (pid !== undefined) process.kill(pid, 0); } catch { alive = false; }
-    if (!alive) { failures.push(`${label}: crib is gone`); break; }
-    if (i % 100 === 99) progress(`${i + 1}/${plan.length} cases, ${failures.length} failures, ${Math.round((Date.now() - started) / 1000)} s`);
+    if (!alive) { fail(`${label}: crib is gone`); break; }
+    // every later case mutates a request about the base pod and container: they must still be there
+    const base = await env.client.runtime.ContainerStatus({ container_id: ctx.containerId }, { timeoutMs: timeoutMs }).then((r) => r.status?.state ?? "none", (e: Error) => e.message);
+    if (base !== "CONTAINER_RUNNING") {
+      fail(`${label}: the base container is no longer running (${base}); starting a new base pod and container`);
+      const again = await env.runPod(`fuzz-base-${i}`, { labels: { app: "fuzz" } });
+      Object.assign(ctx, { podId: again.id, podConfig: again.config as Json, containerId: await env.runContainer(again, `fuzz-base-${i}`, { labels: { app: "fuzz" } }) });
+      basePods.push(again.id);
+    }
+    if (i % 100 === 99) progress(`${i + 1}/${plan.length} cases, ${failures.length} failures, ${Math.round((Date.now() - started) / 1000)} s; ${JSON.stringify(codes)}`);
   }
 
   // crib still answers, and after removing what the cases made nothing is left
-  await env.client.runtime.Version({}).catch((err: Error) => failures.push(`Version after the cases: ${err.message}`));
+  await env.client.runtime.Version({}).catch((err: Error) => fail(`Version after the cases: ${err.message}`));
   for (const p of (await env.client.runtime.ListPodSandbox({})).items) {
-    if (p.id !== pod.id) { failures.push(`pod sandbox ${p.id.slice(0, 12)} (${p.metadata?.name}) left after its case's cleanup`); await removePod(ctx, p.id); }
+    if (!basePods.includes(p.id)) { fail(`pod sandbox ${p.id.slice(0, 12)} (${p.metadata?.name}) left after its case's cleanup`); await removePod(ctx, p.id); }
   }
   for (const k of (await env.client.runtime.ListContainers({})).containers) {
-    if (k.id !== containerId) { failures.push(`container ${k.id.slice(0, 12)} (${k.metadata?.name}) left after its case's cleanup`); await env.client.runtime.RemoveContainer({ container_id: k.id }); }
+    if (!k.metadata?.name.startsWith("fuzz-base")) { fail(`container ${k.id.slice(0, 12)} (${k.metadata?.name}) left after its case's cleanup`); await env.client.runtime.RemoveContainer({ container_id: k.id }); }
   }
   const after = sorted(await leftovers(env));
   for (const [what, items] of Object.entries(after)) {
     const extra = items.filter((x) => !(baseline[what] ?? []).includes(x));
-    if (extra.length > 0) failures.push(`leak: ${what}: ${extra.slice(0, 5).join(", ")}${extra.length > 5 ? ` and ${extra.length - 5} more` : ""}`);
+    if (extra.length > 0) fail(`leak: ${what}: ${extra.slice(0, 5).join(", ")}${extra.length > 5 ? ` and ${extra.length - 5} more` : ""}`);
   }
   const { stdout: netns } = await run("ip", ["netns", "list"]);
   const leakedNetns = createdPods.filter((id) => netns.includes(`crib-${id}`));
-  if (leakedNetns.length > 0) failures.push(`leak: netns of removed pods: ${leakedNetns.map((id) => id.slice(0, 12)).join(", ")}`);
+  if (leakedNetns.length > 0) fail(`leak: netns of removed pods: ${leakedNetns.map((id) => id.slice(0, 12)).join(", ")}`);
   const dirsAfter = await stateDirs(env);
   const extraDirs = dirsAfter.filter((d) => !dirsBefore.includes(d));
-  if (extraDirs.length > 0) failures.push(`leak: state dirs ${extraDirs.slice(0, 5).join(", ")}`);
+  if (extraDirs.length > 0) fail(`leak: state dirs ${extraDirs.slice(0, 5).join(", ")}`);
+  // a failed rollback step, a log file that cannot be written…: crib said something went wrong
+  for (const line of await loggedErrors(env, logFrom)) fail(`crib logged an error: ${line}`);
   const stray = (await strayFiles(env)).filter((f) => !strayBefore.includes(f));
-  if (stray.length > 0) failures.push(`files outside crib's dirs: ${stray.slice(0, 10).join(", ")}`);
+  if (stray.length > 0) fail(`files outside crib's dirs: ${stray.slice(0, 10).join(", ")}`);
 
-  await removePod(ctx, pod.id);
-  return { cases: plan.length, codes, failures, ms: Date.now() - started };
+  for (const id of basePods) await removePod(ctx, id);
+  return { cases: ran, codes, failures, ms: Date.now() - started };
+}
+
+/** The distinct error-level (pino 50+) lines of crib's log after `from`. */
+async function loggedErrors(env: PodEnv, from: number): Promise<string[]> {
+  const seen = new Set<string>();
+  for (const line of (await env.crib.log()).slice(from).split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const entry = JSON.parse(line) as { level?: number; msg?: string; err?: unknown; method?: string; step?: string };
+    if ((entry.level ?? 0) < 50) continue;
+    const err = typeof entry.err === "string" ? entry.err : JSON.stringify(entry.err ?? "");
+    seen.add(`${entry.msg}${entry.method ? ` (${entry.method})` : ""}${entry.step ? ` step ${entry.step}` : ""}: ${err.slice(0, 200)}`);
+  }
+  return [...seen].slice(0, 20);
+}
+
+/** Whether crib answers Version on a connection of its own; the env's client is replaced by it. */
+async function answersOnNewConnection(env: PodEnv): Promise<string> {
+  const started = Date.now();
+  const fresh = new CriClient(env.crib.socket, { "grpc.use_local_subchannel_pool": 1 });
+  const ok = await fresh.runtime.Version({}, { timeoutMs: 10_000 }).then(() => true, () => false);
+  if (!ok) { fresh.close(); return "crib does not answer a new connection within 10 s either"; }
+  env.crib.client.close();
+  env.crib.client = fresh;
+  return `crib answers a new connection in ${Date.now() - started} ms (only the old one was stuck)`;
 }
 
 /** How many single-field cases there are (for the report). */
 export function singleFieldCases(): number {
-  const fake = { env: { crib: { dir: "/x" } } as PodEnv, n: 0, podId: "p", podConfig: {}, containerId: "c", hostDir: "/x" };
-  return templates.reduce((n, t) => n + fieldCases(t.rpc, t.build(fake)).length, 0);
+  const fake = { env: { crib: { dir: "/x" }, subnet: "10.0.0.0/24" } as PodEnv, n: 0, podId: "p", podConfig: {}, containerId: "c", hostDir: "/x" };
+  return singleCases(fake).length;
+}
+
+/** One mutation of each field of each rpc (those that apply: a long list needs an item to repeat). */
+function singleCases(ctx: Ctx): { template: Template; steps: { path: string[]; mutation: Mutation }[] }[] {
+  return templates.flatMap((t) => fieldCases(t.rpc, t.build(ctx)).map((c) => ({ template: t, steps: [c] })))
+    .filter((c) => mutate(c.template.build(ctx), c.steps[0]!.path, c.steps[0]!.mutation, c.template.rpc) !== undefined);
 }

@@ -6,7 +6,9 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { createServer as createTcpServer, type Server, type Socket } from "node:net";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { connect, createServer as createTcpServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import { TestContainerd } from "../fixtures/containerd.js";
 import { TestCrib } from "../fixtures/crib.js";
@@ -63,11 +65,52 @@ async function silentPort(): Promise<{ host: string; close(): Promise<void> }> {
   };
 }
 
+/**
+ * A port whose TCP connect never completes, on loopback, without iptables: a
+ * listener with a backlog of 1 in a process whose event loop is blocked, so it
+ * never accepts. Two connections fill its accept queue; after that the kernel
+ * drops every SYN, and connect() waits on its retransmits.
+ */
+async function unacceptingPort(): Promise<{ host: string; close(): Promise<void> }> {
+  const child = spawn(process.execPath, ["-e", `
+    const server = require("node:net").createServer();
+    server.listen({ host: "127.0.0.1", port: 0, backlog: 1 }, () => {
+      process.stdout.write(server.address().port + "\\n");
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // never accept
+    });`], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once("exit", (code) => reject(new Error(`the listener exited with ${code}`)));
+  });
+  const fillers: Socket[] = [];
+  const connects = (): Promise<boolean> => new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    fillers.push(s);
+    s.on("error", () => undefined);
+    const timer = setTimeout(() => resolve(false), 1_000);
+    s.once("connect", () => { clearTimeout(timer); resolve(true); });
+  });
+  let made = 0;
+  while (await connects()) {
+    made++;
+    assert.ok(made < 10, "the kernel completes every connect to a listener that never accepts: this test cannot make a connect stall");
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    async close() {
+      for (const s of fillers) s.destroy();
+      child.kill("SIGKILL");
+      if (child.exitCode === null && child.signalCode === null) await once(child, "exit");
+    },
+  };
+}
+
 describe("pulls that end", () => {
   let containerd: TestContainerd;
   let image: BuiltImage;
   const servers: { host: string; close(): Promise<void> }[] = [];
   let silent: { host: string; close(): Promise<void> };
+  let unaccepting: { host: string; close(): Promise<void> };
   let blobStall: Awaited<ReturnType<typeof fakeRegistry>>;
   let manifestStall: Awaited<ReturnType<typeof fakeRegistry>>;
   const cribs: TestCrib[] = [];
@@ -79,7 +122,8 @@ describe("pulls that end", () => {
     silent = await silentPort();
     blobStall = await fakeRegistry(image, (req) => (req.url?.includes(`/blobs/${layer}`) ? 10 : undefined));
     manifestStall = await fakeRegistry(image, (req) => (req.url?.includes("/manifests/") ? "headers" : undefined));
-    servers.push(silent, blobStall, manifestStall);
+    unaccepting = await unacceptingPort();
+    servers.push(silent, blobStall, manifestStall, unaccepting);
   });
   after(async () => {
     for (const c of cribs) await c.close();
@@ -126,6 +170,15 @@ describe("pulls that end", () => {
   it("a registry that never answers: UNAVAILABLE within seconds, no lease", async () => {
     const crib = await startCrib("0s");
     const ms = await fails(crib, silent.host, /no response headers within 500 ms/);
+    assert.ok(ms < 15_000, `gave up after ${ms} ms`);
+    assert.deepEqual(await pullLeases(), []);
+  });
+
+  it("a registry whose TCP connect never completes: UNAVAILABLE naming the host and the connect, after connect_timeout, no lease", async () => {
+    const crib = await startCrib("0s");
+    const ms = await fails(crib, unaccepting.host, /no TCP connection within 1000 ms/);
+    // connect_timeout is 1 s; the stalled request is retried once, with a short backoff
+    assert.ok(ms >= 1_000, `gave up after ${ms} ms, before connect_timeout: something else failed`);
     assert.ok(ms < 15_000, `gave up after ${ms} ms`);
     assert.deepEqual(await pullLeases(), []);
   });

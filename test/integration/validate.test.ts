@@ -177,6 +177,42 @@ describe("validation at the door", () => {
       // found by the fuzzer: a program that is not there is NOT_FOUND naming it, not UNKNOWN with runc's text
       await refused(env.client.runtime.ExecSync({ container_id: c, cmd: ["crib-fuzz-rel/x"], timeout: 5 }), "cmd[0] \"crib-fuzz-rel/x\"", 5);
       await refused(env.client.runtime.ExecSync({ container_id: c, cmd: ["/etc"], timeout: 5 }), "not executable", 9);
+      // found by the fuzzer: a timeout past 24.8 days overflowed the timer, which fired at once: DEADLINE_EXCEEDED at start
+      const month = await env.client.runtime.ExecSync({ container_id: c, cmd: ["/bin/echo", "hi"], timeout: 31 * 24 * 3600 });
+      assert.equal(month.stdout.toString(), "hi\n");
+    });
+
+    // found by the fuzzer: the 100 kB name came back whole in the status message; a grpc-js
+    // client took that trailer for a compression error, sent GOAWAY and hung every later call
+    it("a 100 kB capability name, log_path or label: refused with a short message, and the connection serves the next call", async () => {
+      const huge = "x".repeat(100_000);
+      const cases: [Partial<cri.ContainerConfig__Input>, string][] = [
+        [{ linux: { security_context: { capabilities: { add_capabilities: ["NET_RAW", huge] } } } }, "config.linux.security_context.capabilities.add_capabilities[1]"],
+        [{ linux: { security_context: { capabilities: { drop_capabilities: ["CAP_NOT_A_CAP"] } } } }, "capabilities.drop_capabilities[0]"],
+        [{ log_path: huge }, "config.log_path"],
+        [{ labels: { k: huge } }, "config.labels[\"k\"]"],
+        [{ labels: { "": "v" } }, "config.labels"],
+      ];
+      for (const [config, field] of cases) {
+        const started = Date.now();
+        const details = await refused(create(config), field);
+        assert.ok(details.length < 300, `a short message: ${details.length} characters`);
+        const version = await env.client.runtime.Version({}, { timeoutMs: 10_000 });
+        assert.equal(version.runtime_name, "crib");
+        assert.ok(Date.now() - started < 10_000, `answered in ${Date.now() - started} ms`);
+      }
+      await refused(runPod("huge-label", { labels: { k: huge } }), "config.labels[\"k\"]");
+    });
+
+    // found by the fuzzer: UNKNOWN with runc's "write /proc/sys/…: invalid argument"
+    it("a sysctl value the kernel refuses: INVALID_ARGUMENT naming the sysctl, and no pod", async () => {
+      const before = (await env.client.runtime.ListPodSandbox({})).items.length;
+      for (const value of ["-1", "x".repeat(100_000), "ü💥"]) {
+        const details = await refused(runPod("bad-sysctl", { linux: { sysctls: { "net.ipv4.ip_unprivileged_port_start": value } } }),
+          'config.linux.sysctls["net.ipv4.ip_unprivileged_port_start"]');
+        assert.match(details, /is refused by the kernel \(invalid argument\)/);
+      }
+      assert.equal((await env.client.runtime.ListPodSandbox({})).items.length, before, "no pod sandbox is left listed");
     });
 
     it("leaves nothing behind after all of it", async () => {
