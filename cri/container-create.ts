@@ -92,13 +92,8 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   crashPoint("container-create:snapshot");
 
   const sc = config.linux?.security_context ?? null;
-  // kubelet expects a missing host path to be created as a directory
-  const hostPaths = Promise.all(config.mounts.map(async (m) => {
-    if (m.host_path && !(await stat(m.host_path).then(() => true, () => false))) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
-  }));
-  const [user, , devices] = await allSettled([
+  const [user, devices] = await allSettled([
     counted("create: user from the image", resolveUserInSnapshot(mounts, { securityContext: sc, imageUser: imageConfig.User ?? "" })),
-    counted("create: host paths", hostPaths),
     resolveDevices(config.devices),
   ]);
   const privileged = sc?.privileged ?? false;
@@ -128,6 +123,11 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   for (const w of warnings) log.warn({ warning: w }, "container spec");
 
   specified();
+  // kubelet expects a missing host path to be created as a directory: made once the request has
+  // proved valid (a refused one leaves no directory behind)
+  await counted("create: host paths", Promise.all(config.mounts.map(async (m) => {
+    if (m.host_path && !(await stat(m.host_path).then(() => true, () => false))) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
+  })));
   const meta: ContainerMeta = {
     id, sandboxId: sandbox.id, config, createdAt: nowNanos(),
     imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,
@@ -138,9 +138,12 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   const handler = deps.config.runtimes[handlerName] ?? deps.config.runtimes[deps.config.default_runtime]!;
   // the record and the stdio FIFOs need nothing from each other (the intent names both)
   const io = containerIo(deps, meta.id, { ioDir: meta.ioDir, stdin: config.stdin ?? false, tty: config.tty ?? false, logPath });
+  // the log file is kubelet's once the container exists; one this failed call made is removed with it
+  const logExisted = logPath === "" || (await lstat(logPath).then(() => true, () => false));
   undo.defer("remove io", async () => {
     await io.remove();
     await rm(dirname(ioDir), { recursive: true, force: true });
+    if (!logExisted) await rm(logPath, { force: true });
   });
   await allSettled([
     counted("create: record", createContainer(deps.containerd, {
