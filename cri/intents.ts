@@ -49,8 +49,13 @@ export const intentId = (intent: Intent): string => ("sandbox" in intent ? inten
 
 const FILE = /^([a-z]+-[a-z]+)\.([A-Za-z0-9_.-]+)\.json$/;
 
+/** The shim group an intent's work happens in: a pod's containers run in its sandbox's shim. */
+const groupOf = (intent: Intent): string => ("sandbox" in intent ? intent.sandbox.id : intent.container.sandboxId);
+
 export class IntentJournal {
   #made: Promise<unknown> | undefined;
+  /** record file → shim group, for the records this process made and has not dropped */
+  readonly #open = new Map<string, string>();
 
   constructor(readonly dir: string) {}
 
@@ -62,12 +67,21 @@ export class IntentJournal {
   async record(intent: Intent): Promise<void> {
     this.#made ??= mkdir(this.dir, { recursive: true, mode: 0o700 });
     await this.#made;
-    await writeFileAtomic(this.#path(intent.kind, intentId(intent)), JSON.stringify(intent), { mode: 0o600, sync: true });
+    const path = this.#path(intent.kind, intentId(intent));
+    this.#open.set(path, groupOf(intent));
+    await writeFileAtomic(path, JSON.stringify(intent), { mode: 0o600, sync: true });
+  }
+
+  /** The shim groups with an operation under way in this process: a task may be starting there. */
+  openGroups(): Set<string> {
+    return new Set(this.#open.values());
   }
 
   /** The operation's result is in the store, or its undo finished. */
   async done(kind: IntentKind, id: string): Promise<void> {
-    await counted("file remove (intent done)", rm(this.#path(kind, id), { force: true }));
+    const path = this.#path(kind, id);
+    await counted("file remove (intent done)", rm(path, { force: true }));
+    this.#open.delete(path);
   }
 
   has(kind: IntentKind, id: string): Promise<boolean> {

@@ -15,6 +15,7 @@ import { CONTAINER_EXTENSION, type ContainerMeta } from "./store/containers.js";
 import { deleteContainer, deleteTask, extensionOf, killTask, taskState } from "../runtime/containerd/tasks.js";
 import { removeSandboxFiles } from "../runtime/sandbox-files.js";
 import { removeImageVolumesAt } from "./image-volumes.js";
+import { reapShims } from "./shim-reaper.js";
 
 /** What undoing needs: containerd, CNI, netns and crib's directories, no stores. */
 export type UndoDeps = Pick<Deps, "containerd" | "cni" | "netns" | "containers" | "config" | "log">;
@@ -75,7 +76,9 @@ export async function undoSandbox(deps: UndoDeps, parts: SandboxParts, signal: A
   await removeSandboxFiles(parts.dir, parts.shmDir);
   await rm(parts.shmDir ? dirname(parts.shmDir) : sandboxStateDir(deps, parts.id), { recursive: true, force: true });
   await deleteContainer(deps.containerd, parts.id, signal);
-  // an idle shim it leaves is ended by start-up's sweep (a scan of /proc: once, not per undo)
+  // a shim containerd lost track of (killed in the pause's create) serves nobody now
+  // (a scan of /proc: undos are rare)
+  await reapShims(deps, signal, { id: parts.id });
 }
 
 const UNDO_KINDS = new Set<Intent["kind"]>(["sandbox-run", "sandbox-remove", "container-create", "container-remove"]);

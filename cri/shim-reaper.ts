@@ -3,13 +3,20 @@
 // blocked. Those of crib's own namespace and containerd that serve no task and
 // have no child process are ended. Never another namespace's or containerd's.
 import type { Deps } from "./deps.js";
-import { hasChildren, listShims, shimOf, type ShimProcess } from "../runtime/containerd/shims.js";
+import { rmdir } from "node:fs/promises";
+import { basename } from "node:path";
+import { childrenOf, isRuncInit, listShims, shimOf, type ShimProcess } from "../runtime/containerd/shims.js";
+import { cgroupDirsOf } from "../runtime/cgroup-stats.js";
+
+const RECHECKS = 3;
+const RECHECK_MS = 5000;
 
 /**
  * Ends crib's idle shims (only group `only.id`'s, running as `only.pid` if
- * known, when given); how many. Call it when no task can be starting in those groups.
+ * known, when given; never those `working` names, asked after containerd's
+ * task list); how many. Call it when no task can be starting in the others.
  */
-export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: AbortSignal, only?: { id: string; pid?: number }): Promise<number> {
+export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: AbortSignal, only?: { id: string; pid?: number }, working: () => ReadonlySet<string> = () => new Set(), recheck = RECHECKS): Promise<number> {
   // by pid: two reads; by group alone: a scan of /proc (failure paths and start-up only)
   const candidates = only?.pid !== undefined ? [await shimOf(only.pid)] : await listShims();
   const mine = candidates.filter((s): s is ShimProcess => s !== undefined && (only === undefined || s.id === only.id)
@@ -19,13 +26,27 @@ export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: 
   // a pod's containers run in its sandbox's shim
   const groupOf = new Map(containers.map((c) => [c.id, c.labels["crib.sandbox-id"] ?? c.id]));
   const busy = new Set(tasks.map((t) => groupOf.get(t.id) ?? t.id));
+  // a group whose operation began before this point has its record open; one
+  // begun after it had no shim when they were listed
+  for (const id of working()) busy.add(id);
   let reaped = 0;
   for (const shim of mine) {
     if (busy.has(shim.id)) continue;
-    if (await hasChildren(shim.pid)) {
-      deps.log.warn({ pid: shim.pid, group: shim.id.slice(0, 12) }, "a shim with no task in containerd still has child processes; left alone");
+    const children = await childrenOf(shim.pid);
+    const inits = (await Promise.all(children.map((pid) => isRuncInit(pid)))).every(Boolean);
+    if (children.length > 0 && !inits) {
+      // a runc still at work (its create or delete) ends soon: look again then
+      if (recheck > 0) {
+        setTimeout(() => void reapShims(deps, AbortSignal.timeout(30_000), { id: shim.id, pid: shim.pid }, working, recheck - 1)
+          .catch((err: unknown) => deps.log.debug({ err: String(err) }, "shim check failed")), RECHECK_MS).unref();
+      } else {
+        deps.log.warn({ pid: shim.pid, group: shim.id.slice(0, 12) }, "a shim with no task in containerd still has child processes; left alone");
+      }
       continue;
     }
+    // `runc init` of a container created but never started, whose task
+    // containerd lost (killed during the create): it would wait forever
+    if (children.length > 0) await endRuncInits(deps, shim, children);
     try {
       process.kill(shim.pid, "SIGKILL");
       reaped++;
@@ -48,4 +69,21 @@ export function reapShimLater(deps: Pick<Deps, "containerd" | "log">, sandboxId:
     void reapShims(deps, AbortSignal.timeout(10_000), { id: sandboxId, pid: shimPid }).catch((err: unknown) =>
       deps.log.debug({ err: String(err), sandbox: sandboxId.slice(0, 12) }, "shim check after removal failed"));
   }, afterMs).unref();
+}
+
+/** Kills the waiting `runc init`s and removes the cgroups runc made for them, once they are empty. */
+async function endRuncInits(deps: Pick<Deps, "log">, shim: ShimProcess, pids: number[]): Promise<void> {
+  const dirs = (await Promise.all(pids.map((pid) => cgroupDirsOf(pid)))).flat();
+  for (const pid of pids) {
+    try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+  }
+  deps.log.info({ pids, group: shim.id.slice(0, 12) }, "ended runc init of a container containerd lost during its create");
+  // a cgroup can be removed once the kernel has taken its last process out
+  for (const dir of new Set(dirs.filter((d) => /^[0-9a-f]{64}$/.test(basename(d))))) {
+    for (let i = 0; i < 20; i++) {
+      const err = await rmdir(dir).then(() => undefined, (e: NodeJS.ErrnoException) => e.code);
+      if (err === undefined || err === "ENOENT") break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }

@@ -356,3 +356,17 @@ async function readProcesses(d: ControllerDir | undefined): Promise<number | und
   const procs = await readText(join(d.dir, "cgroup.procs"));
   return procs === undefined ? undefined : procs.split("\n").filter(Boolean).length;
 }
+
+/** Every directory of process `pid`'s cgroup, one per hierarchy (none when the process is gone). */
+export async function cgroupDirsOf(pid: number, proc = "/proc"): Promise<string[]> {
+  const text = await readText(join(proc, String(pid), "cgroup"));
+  if (text === undefined) return [];
+  const { v1, unified } = parseMountinfo((await readText(join(proc, "self", "mountinfo"))) ?? "");
+  const dirs = new Set<string>();
+  for (const [controller, path] of parseProcCgroup(text)) {
+    const h = controller === "" ? unified : v1.get(controller);
+    if (!h || path === "/") continue;
+    dirs.add(join(h.mount, h.root === "/" ? path : `/${relative(h.root, path)}`));
+  }
+  return [...dirs];
+}

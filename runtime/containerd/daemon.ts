@@ -28,6 +28,8 @@ export class ContainerdDaemon {
   #stopping = false;
   #restarts = 0;
   #restartTimer: NodeJS.Timeout | undefined;
+  /** a spawn between the restart timer and the child's creation */
+  #spawning: Promise<void> | undefined;
 
   constructor(opts: DaemonOptions) {
     this.#opts = opts;
@@ -61,6 +63,10 @@ export class ContainerdDaemon {
 
   /** Starts containerd and resolves once it answers (or rejects after `timeoutMs`). */
   async start(timeoutMs = 30_000): Promise<void> {
+    this.#stopping = false;
+    // running, or about to be restarted after a crash: one containerd, not two
+    await this.#spawning;
+    if ((this.#child !== undefined && this.#child.exitCode === null) || this.#restartTimer !== undefined) return this.waitReady(timeoutMs);
     const { root, state } = this.#opts;
     await mkdir(root, { recursive: true, mode: 0o711 });
     await mkdir(state, { recursive: true, mode: 0o711 });
@@ -83,7 +89,13 @@ export class ContainerdDaemon {
     return join(this.#opts.state, "containerd.log");
   }
 
-  async #spawn(): Promise<void> {
+  #spawn(): Promise<void> {
+    const spawning = this.#spawnOnce().finally(() => { if (this.#spawning === spawning) this.#spawning = undefined; });
+    this.#spawning = spawning;
+    return spawning;
+  }
+
+  async #spawnOnce(): Promise<void> {
     const logFile = await open(this.logPath, "a");
     const child = spawn(this.#opts.binary, ["--config", join(this.#opts.state, "config.toml")], {
       stdio: ["ignore", logFile.fd, logFile.fd],

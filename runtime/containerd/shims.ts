@@ -47,12 +47,27 @@ export async function listShims(proc = "/proc"): Promise<ShimProcess[]> {
   return shims;
 }
 
-/** Whether any process has `pid` as its parent (a shim with children still runs containers). */
-export async function hasChildren(pid: number, proc = "/proc"): Promise<boolean> {
+/** The processes whose parent is `pid`. */
+export async function childrenOf(pid: number, proc = "/proc"): Promise<number[]> {
   const tasks = await readdir(`${proc}/${pid}/task`).catch(() => [] as string[]);
+  const out: number[] = [];
   for (const t of tasks) {
     const children = await readFile(`${proc}/${pid}/task/${t}/children`, "utf8").catch(() => "");
-    if (children.trim() !== "") return true;
+    for (const c of children.split(" ")) if (/^\d+$/.test(c)) out.push(Number(c));
   }
-  return false;
+  return out;
+}
+
+/** Whether any process has `pid` as its parent (a shim with children still runs containers). */
+export async function hasChildren(pid: number, proc = "/proc"): Promise<boolean> {
+  return (await childrenOf(pid, proc)).length > 0;
+}
+
+/**
+ * Whether `pid` is `runc init` of a container that was created and never
+ * started: it waits for `runc start` on the exec FIFO, running nothing of the container's.
+ */
+export async function isRuncInit(pid: number, proc = "/proc"): Promise<boolean> {
+  const args = await readFile(`${proc}/${pid}/cmdline`, "utf8").then((t) => t.split("\0").filter(Boolean), () => [] as string[]);
+  return args.length === 2 && /(^|\/)runc$/.test(args[0]!) && args[1] === "init";
 }

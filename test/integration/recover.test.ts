@@ -229,6 +229,47 @@ describe("crib SIGKILLed in CreateContainer and StartContainer, then restarted",
   });
 });
 
+describe("containerd SIGKILLed while it creates a pause task", () => {
+  let env: PodEnv;
+  before(async () => { env = await PodEnv.start(); });
+  after(async () => { await env?.close(); });
+
+  it("leaves no shim and no runc init waiting forever, once crib has undone the pod", async () => {
+    // `runc create` is done (runc init waits for its start) and the shim has
+    // not answered containerd yet when containerd dies
+    const slow = join(env.crib.dir, "slow-runc");
+    await writeFile(slow, "#!/bin/sh\n/usr/sbin/runc \"$@\"; rc=$?\nfor a; do [ \"$a\" = create ] && sleep 3 && break; done\nexit $rc\n");
+    await chmod(slow, 0o755);
+    const original = await readFile(env.crib.configPath, "utf8");
+    const config = parse(original) as { runtimes?: Record<string, Record<string, unknown>> };
+    config.runtimes = { runc: { runtime_type: "io.containerd.runc.v2", binary_name: slow } };
+    await writeFile(env.crib.configPath, stringify(config));
+    try {
+      await env.crib.restart("SIGTERM");
+      const run = env.runPod("lost-create").then(() => "ran", (e: { code?: number }) => `failed ${e.code}`);
+      // the pause's runc init exists: containerd is inside tasks.Create
+      const inits = async () => {
+        const shims = (await listShims()).filter((s) => s.address === env.containerd.address);
+        const kids = await Promise.all(shims.map((s) => readFile(`/proc/${s.pid}/task/${s.pid}/children`, "utf8").catch(() => "")));
+        return kids.join(" ").trim();
+      };
+      await eventually("the pause's runc init", async () => ((await inits()) !== "" ? true : undefined), 15_000);
+      process.kill(env.containerd.daemon.pid!, "SIGKILL");
+      await run;
+      await env.containerd.daemon.waitReady(60_000); // the fixture's daemon restarts it
+      // crib undoes the pod (now, or on its retry once containerd is back)
+      const why = async () => (await env.crib.log()).split("\n").filter((l) => /shim|undo|runc init|lost|task/.test(l)).slice(-12).join("\n");
+      await eventually("the pod undone", async () => ((await leftovers(env)).containers?.length === 0 ? true : undefined), 60_000)
+        .catch(async (err: Error) => assert.fail(`${err.message}; crib said:\n${await why()}`));
+      assert.deepEqual(await shimsOf(env, []), [], `no shim left; crib said:\n${await why()}`);
+      assert.equal(await inits(), "", "no runc init left");
+    } finally {
+      await writeFile(env.crib.configPath, original);
+      await env.crib.restart("SIGTERM");
+    }
+  });
+});
+
 describe("crib started while containerd is down", () => {
   let env: PodEnv;
   let containerdDown = false;
