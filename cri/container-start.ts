@@ -4,13 +4,13 @@ import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { nowNanos } from "./sandbox-run.js";
-import { status } from "@grpc/grpc-js";
 import { failedPrecondition, internal, isKind, notFound, required, unavailable } from "../runtime/errors.js";
 import type { Container } from "./store/containers.js";
 import { startTask, taskState, type Stdio, type SnapshotMounts } from "../runtime/containerd/tasks.js";
-import { ContainerdError } from "../runtime/containerd/errors.js";
+import { ContainerdError, isAlreadyExists } from "../runtime/containerd/errors.js";
 import { startFailure } from "../runtime/containerd/start-failure.js";
 import { shown } from "./validate.js";
+import { expectStaleExit } from "./exits.js";
 import { removeTask } from "./reconciler.js";
 import { containerEvent } from "./container-events.js";
 import { crashPoint } from "./crash-point.js";
@@ -75,8 +75,7 @@ function startError(c: Container, err: unknown): Error | undefined {
 
 /** containerd is in, or was left by, another tasks.Create of this container: a StartContainer crib died in. */
 const createInFlight = (err: unknown): boolean =>
-  err instanceof ContainerdError && err.method === "tasks.Create"
-  && (err.code === status.ALREADY_EXISTS || /file exists/.test(err.message));
+  err instanceof ContainerdError && err.method === "tasks.Create" && (isAlreadyExists(err) || /file exists/.test(err.message));
 
 const IN_FLIGHT_WAIT_MS = 30_000;
 
@@ -98,7 +97,10 @@ async function startTaskOnce(deps: Deps, id: string, stdio: Stdio, signal: Abort
       }
       const t = await taskState(deps.containerd, id, signal);
       if (t && t.status !== "CREATED") throw failedPrecondition(`container ${id}: its task is ${t.status.toLowerCase()} although crib never started it`);
-      if (t) await removeTask(deps, id, signal);
+      if (t) {
+        expectStaleExit(id, t.pid);
+        await removeTask(deps, id, signal);
+      }
       else await new Promise((r) => setTimeout(r, 250));
     }
   }

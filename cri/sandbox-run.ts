@@ -14,7 +14,8 @@ import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
 import { refusedSysctl } from "../runtime/spec/sysctls.js";
 import { readSeccompProfile, seccompChoice } from "../runtime/spec/seccomp.js";
 import { createContainer, deleteContainer, startTask, updateExtension } from "../runtime/containerd/tasks.js";
-import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
+import { removeSandboxFiles, shmOptions, writeSandboxFiles } from "../runtime/sandbox-files.js";
+import { mkdir } from "node:fs/promises";
 import type { CapabilityArgs } from "../cni/network.js";
 import type { IpRanges } from "../cni/ip.js";
 import { sandboxEvent } from "./container-events.js";
@@ -142,7 +143,12 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   // The netns with its loopback up (after the intent record) and the sandbox image need nothing from each other; the pause
   // container's record and snapshot need the image and the netns's path, not the netns: only its task does.
   if (!host) undo.defer("remove netns", (s) => deps.netns.remove(parts.netnsPath, s));
-  const adding = host ? Promise.resolve(undefined) : recorded.then(() => lap("netns", deps.netns.create(id, signal))).then((added) => {
+  // the pod's /dev/shm is mounted by the process that makes the netns (one spawn less)
+  const shmWithNetns = !host && shmDir !== "";
+  const adding = host ? Promise.resolve(undefined) : recorded.then(async () => {
+    if (shmWithNetns) await mkdir(shmDir, { recursive: true, mode: 0o700 });
+    return lap("netns", deps.netns.create(id, signal, shmWithNetns ? { dir: shmDir, options: shmOptions() } : undefined));
+  }).then((added) => {
     crashPoint("sandbox-run:netns");
     return added;
   });
@@ -166,7 +172,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
       crashPoint("sandbox-run:cni-added");
       ips = [...result.podIps];
     }
-    await writeSandboxFiles({ dir, shmDir, hostNetwork: host, ips, hostname: config.hostname || deps.host.nodeHostname, dns: config.dns_config });
+    await writeSandboxFiles({ dir, shmDir, shmMounted: shmWithNetns, hostNetwork: host, ips, hostname: config.hostname || deps.host.nodeHostname, dns: config.dns_config });
     return ips;
   };
   const pauseCreated = async () => {

@@ -150,7 +150,10 @@ export class StreamingServer implements AsyncDisposable {
 
   #issue(request: StreamRequest): string {
     if (this.#closing !== undefined) throw unavailable("the streaming server is shut down");
-    return `${this.#baseUrl}/${request.kind}/${this.#tokens.insert(request)}`;
+    const url = `${this.#baseUrl}/${request.kind}/${this.#tokens.insert(request)}`;
+    // the client connects next: load the sessions now, while the URL travels
+    this.#loadUpgrades().catch(() => undefined);
+    return url;
   }
 
   async #shutdown(): Promise<void> {
@@ -164,7 +167,7 @@ export class StreamingServer implements AsyncDisposable {
     await Promise.race([Promise.all(sessions.map((s) => s.done)), new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_WAIT_MS)))]);
     clearTimeout(timer);
     if (this.#sessions.size > 0) this.#log.warn({ sessions: this.#sessions.size }, "runtime calls still running after the streaming server closed");
-    if (this.#upgrades) (await this.#upgrades).close();
+    if (this.#upgrades) (await this.#upgrades.catch(() => undefined))?.close();
     await stopped;
   }
 
@@ -201,7 +204,8 @@ export class StreamingServer implements AsyncDisposable {
   }
 
   #loadUpgrades(): Promise<Upgrades> {
-    this.#upgrades ??= import("./upgrade.js").then(({ Upgrades }) => new Upgrades({
+    // a failed import is tried again by the next request
+    this.#upgrades ??= import("./upgrade.js").catch((err: unknown) => { this.#upgrades = undefined; throw err; }).then(({ Upgrades }) => new Upgrades({
       runtime: this.#runtime,
       settings: this.#settings,
       open: (socket, request, transport, protocol) => this.#open(socket, request, transport, protocol),

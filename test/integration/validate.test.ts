@@ -140,6 +140,18 @@ describe("validation at the door", () => {
       await refused(create({ log_path: "adir" }), "config.log_path");
     });
 
+    it("a user the image does not have: refused, and the missing host path and the log file are not made", async () => {
+      const host = join(env.crib.dir, "never-made", "data");
+      await mkdir(join(env.crib.dir, "pods", "validate"), { recursive: true });
+      await refused(create({
+        mounts: [{ container_path: "/data", host_path: host }],
+        log_path: "nouser.log",
+        linux: { security_context: { run_as_username: "no-such-user" } },
+      }), "no-such-user");
+      await assert.rejects(stat(join(env.crib.dir, "never-made")), "no host path directory");
+      await assert.rejects(stat(join(env.crib.dir, "pods", "validate", "nouser.log")), "no log file");
+    });
+
     it("image localhost:99999/x", async () => {
       await refused(env.client.image.PullImage({ image: { image: "localhost:99999/x" } }), "image.image");
       await refused(create({ image: { image: "localhost:99999/x" } }), "config.image.image");
