@@ -29,7 +29,7 @@ import type { Intent } from "./intents.js";
 import { crashPoint } from "./crash-point.js";
 import { containerInSandbox, logTarget, shown } from "./validate.js";
 import { resourcesInForce } from "../runtime/spec/resources.js";
-import { counted } from "../runtime/call-trace.js";
+import { countCall, counted } from "../runtime/call-trace.js";
 
 export async function createContainerRpc(deps: Deps, req: cri.CreateContainerRequest, ctx: CallContext): Promise<cri.CreateContainerResponse__Input> {
   const found = deps.sandboxes.get(required(req.pod_sandbox_id, "pod_sandbox_id"));
@@ -50,6 +50,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   const target = nsOpts?.pid === "TARGET" ? deps.containers.get(required(nsOpts.target_id, "config.linux.security_context.namespace_options.target_id")) : undefined;
   containerInSandbox(config, sandbox, target?.sandboxId);
   const logPath = sandbox.config.log_directory && config.log_path ? join(sandbox.config.log_directory, config.log_path) : "";
+  const checked = countCall("create: checks before the first side effect");
   await logTarget("pod sandbox log_directory", sandbox.config.log_directory, logPath);
   const handlerName = sandbox.runtimeHandler || deps.config.default_runtime;
   const rro = config.mounts.find((m) => m.recursive_read_only);
@@ -79,7 +80,8 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   });
   undo.defer("release name", () => deps.containers.release(key, id));
 
-  const [image] = await Promise.all([deps.images.find(imageRef, ctx.signal), recorded]);
+  checked();
+  const [image] = await counted("create: image and intent", Promise.all([deps.images.find(imageRef, ctx.signal), recorded]));
   if (!image) throw notFound(`container ${shown(metadata.name)} in sandbox ${sandbox.id}: image ${shown(imageRef)} not found`);
   const imageConfig = image.config.config ?? {};
 
@@ -90,13 +92,8 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   crashPoint("container-create:snapshot");
 
   const sc = config.linux?.security_context ?? null;
-  // kubelet expects a missing host path to be created as a directory
-  const hostPaths = Promise.all(config.mounts.map(async (m) => {
-    if (m.host_path && !(await stat(m.host_path).then(() => true, () => false))) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
-  }));
-  const [user, , devices] = await allSettled([
+  const [user, devices] = await allSettled([
     counted("create: user from the image", resolveUserInSnapshot(mounts, { securityContext: sc, imageUser: imageConfig.User ?? "" })),
-    counted("create: host paths", hostPaths),
     resolveDevices(config.devices),
   ]);
   const privileged = sc?.privileged ?? false;
@@ -109,6 +106,7 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
     targetPid = t.pid;
   }
   const files = filePaths(sandbox.dir, sandbox.shmDir);
+  const specified = countCall("create: spec");
   const { spec, warnings } = withCdiEdits(buildContainerSpec({
     id, config,
     sandbox: {
@@ -124,6 +122,12 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   }), cdi);
   for (const w of warnings) log.warn({ warning: w }, "container spec");
 
+  specified();
+  // kubelet expects a missing host path to be created as a directory: made once the request has
+  // proved valid (a refused one leaves no directory behind)
+  await counted("create: host paths", Promise.all(config.mounts.map(async (m) => {
+    if (m.host_path && !(await stat(m.host_path).then(() => true, () => false))) await mkdir(m.host_path, { recursive: true, mode: 0o755 });
+  })));
   const meta: ContainerMeta = {
     id, sandboxId: sandbox.id, config, createdAt: nowNanos(),
     imageRef, imageId: image.id, imageDigestRef: image.repoDigests[0] ?? image.id, imageName: image.name,
@@ -134,9 +138,12 @@ async function create(deps: Deps, req: cri.CreateContainerRequest, ctx: CallCont
   const handler = deps.config.runtimes[handlerName] ?? deps.config.runtimes[deps.config.default_runtime]!;
   // the record and the stdio FIFOs need nothing from each other (the intent names both)
   const io = containerIo(deps, meta.id, { ioDir: meta.ioDir, stdin: config.stdin ?? false, tty: config.tty ?? false, logPath });
+  // the log file is kubelet's once the container exists; one this failed call made is removed with it
+  const logExisted = logPath === "" || (await lstat(logPath).then(() => true, () => false));
   undo.defer("remove io", async () => {
     await io.remove();
     await rm(dirname(ioDir), { recursive: true, force: true });
+    if (!logExisted) await rm(logPath, { force: true });
   });
   await allSettled([
     counted("create: record", createContainer(deps.containerd, {

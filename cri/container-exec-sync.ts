@@ -8,6 +8,7 @@ import type { Container } from "./store/containers.js";
 import { CribError, failedPrecondition, invalidArgument, notFound, required } from "../runtime/errors.js";
 import { specOf } from "../runtime/containerd/tasks.js";
 import { ExecProcess, collect, lastDataAt, type OciProcess } from "../runtime/exec.js";
+import { startFailure } from "../runtime/containerd/start-failure.js";
 
 const processCache = new Map<string, OciProcess>();
 const OUTPUT_DRAIN_MS = 2000;
@@ -27,14 +28,6 @@ export async function baseProcess(deps: Deps, c: Container, signal?: AbortSignal
 
 export function forgetProcess(id: string): void {
   processCache.delete(id);
-}
-
-function startFailure(err: unknown): "" | "not found" | "not executable" {
-  const message = err instanceof Error ? err.message : String(err);
-  if (!/exec failed|unable to start container process/.test(message)) return "";
-  if (/no such file or directory|executable file not found/.test(message)) return "not found";
-  if (/permission denied|exec format error|is a directory/.test(message)) return "not executable";
-  return "";
 }
 
 export function requireRunning(c: Container): void {
@@ -78,8 +71,10 @@ export async function execSync(deps: Deps, req: cri.ExecSyncRequest, ctx: CallCo
       }
       if (timeout?.aborted) throw new CribError("deadline-exceeded", `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
       // runc could not start the program: say so in the CRI's words, not as UNKNOWN with runc's text
-      const why = exec.pid > 0 ? "" : startFailure(e);
-      if (why) throw new CribError(why === "not found" ? "not-found" : "failed-precondition", `cmd[0] ${JSON.stringify(req.cmd[0] ?? "")} in container ${c.id}: ${why}`);
+      const why = exec.pid > 0 ? undefined : startFailure(e);
+      if (why && why.kind !== "ended before start") {
+        throw new CribError(why.kind === "not found" ? "not-found" : "failed-precondition", `cmd[0] ${JSON.stringify(req.cmd[0] ?? "")} in container ${c.id}: ${why.kind}`);
+      }
       throw e;
     }
     // The process is gone and its output normally ends at once; should a

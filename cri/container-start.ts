@@ -4,11 +4,13 @@ import type * as cri from "../proto/gen/cri/types.js";
 import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { nowNanos } from "./sandbox-run.js";
-import { status } from "@grpc/grpc-js";
 import { failedPrecondition, internal, isKind, notFound, required, unavailable } from "../runtime/errors.js";
 import type { Container } from "./store/containers.js";
 import { startTask, taskState, type Stdio, type SnapshotMounts } from "../runtime/containerd/tasks.js";
-import { ContainerdError } from "../runtime/containerd/errors.js";
+import { ContainerdError, isAlreadyExists } from "../runtime/containerd/errors.js";
+import { startFailure } from "../runtime/containerd/start-failure.js";
+import { shown } from "./validate.js";
+import { expectStaleExit } from "./exits.js";
 import { removeTask } from "./reconciler.js";
 import { containerEvent } from "./container-events.js";
 import { crashPoint } from "./crash-point.js";
@@ -55,14 +57,25 @@ async function start(deps: Deps, c: Container, ctx: CallContext): Promise<cri.St
     containerEvent(deps, "CONTAINER_STOPPED_EVENT", c);
     await io.close();
     await deps.intents.done("container-start", c.id);
-    throw err;
+    throw startError(c, err) ?? err;
   }
+}
+
+/** runc could not start the process: say why in the CRI's words, not as UNKNOWN with runc's text (which stays in the status message). */
+function startError(c: Container, err: unknown): Error | undefined {
+  const why = startFailure(err);
+  if (!why) return undefined;
+  if (why.kind === "not found" || why.kind === "not executable") return failedPrecondition(`container ${c.id}: its program ${shown(why.program)} is ${why.kind} in the container`);
+  if (why.kind === "memory limit below usage") {
+    return failedPrecondition(`container ${c.id}: its memory limit of ${why.limit} bytes is below what runc's init already uses (${why.usage} bytes)`);
+  }
+  const memory = Number(c.config.linux?.resources?.memory_limit_in_bytes ?? 0);
+  return failedPrecondition(`container ${c.id}: its process ended before it could start${memory > 0 ? ` (killed: its memory limit of ${memory} bytes is most likely too low)` : ""}`);
 }
 
 /** containerd is in, or was left by, another tasks.Create of this container: a StartContainer crib died in. */
 const createInFlight = (err: unknown): boolean =>
-  err instanceof ContainerdError && err.method === "tasks.Create"
-  && (err.code === status.ALREADY_EXISTS || /file exists/.test(err.message));
+  err instanceof ContainerdError && err.method === "tasks.Create" && (isAlreadyExists(err) || /file exists/.test(err.message));
 
 const IN_FLIGHT_WAIT_MS = 30_000;
 
@@ -84,7 +97,10 @@ async function startTaskOnce(deps: Deps, id: string, stdio: Stdio, signal: Abort
       }
       const t = await taskState(deps.containerd, id, signal);
       if (t && t.status !== "CREATED") throw failedPrecondition(`container ${id}: its task is ${t.status.toLowerCase()} although crib never started it`);
-      if (t) await removeTask(deps, id, signal);
+      if (t) {
+        expectStaleExit(id, t.pid);
+        await removeTask(deps, id, signal);
+      }
       else await new Promise((r) => setTimeout(r, 250));
     }
   }

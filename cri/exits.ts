@@ -30,9 +30,11 @@ async function oomKilledInCgroup(deps: Deps, c: Container): Promise<boolean> {
 
 const dateNanos = (d: Date): string => (BigInt(d.getTime()) * 1_000_000n).toString();
 
-async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt: string): Promise<void> {
+async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt: string, pid?: number): Promise<void> {
   if (c.status.state === "CONTAINER_EXITED") return;
   await deps.io.get(c.id)?.drained(LOG_DRAIN_MS);
+  // the exit of another task of this id (one an interrupted start left, removed since): not this one's
+  if (pid !== undefined && c.status.pid > 0 && c.status.pid !== pid) return;
   const oom = oomKilled.has(c.id) || (exitCode !== 0 && (await oomKilledInCgroup(deps, c).catch(() => false)));
   if ((c.status.state as string) === "CONTAINER_EXITED") return; // another path recorded it meanwhile
   const reason = oom ? "OOMKilled" : exitCode === 0 ? "Completed" : "Error";
@@ -50,6 +52,21 @@ async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt
   deps.log.info({ container: c.id.slice(0, 12), exitCode }, "container exited");
 }
 
+/** Exits crib caused itself in a task it replaces (container id → pids): not the container's exit. */
+const staleExits = new Map<string, Set<number>>();
+
+/** The exit of task process `pid` of container `id`, about to be removed and made again, is not the container's. */
+export function expectStaleExit(id: string, pid: number): void {
+  const pids = staleExits.get(id) ?? new Set<number>();
+  staleExits.set(id, pids);
+  pids.add(pid);
+  // its event comes within moments, or never (containerd lost it)
+  setTimeout(() => {
+    pids.delete(pid);
+    if (pids.size === 0 && staleExits.get(id) === pids) staleExits.delete(id);
+  }, 60_000).unref();
+}
+
 export function handleTaskEvent(deps: Deps, e: TaskEvent): void {
   if (e.kind === "oom") {
     const c = deps.containers.find(e.containerId);
@@ -64,6 +81,7 @@ export function handleTaskEvent(deps: Deps, e: TaskEvent): void {
     return;
   }
   if (e.kind !== "exit" || (e.execId !== "" && e.execId !== e.containerId)) return;
+  if (staleExits.get(e.containerId)?.delete(e.pid)) return;
   const sandbox = deps.sandboxes.find(e.containerId);
   if (sandbox) {
     if (sandbox.state === "SANDBOX_NOTREADY") return;
@@ -74,7 +92,7 @@ export function handleTaskEvent(deps: Deps, e: TaskEvent): void {
   }
   const c = deps.containers.find(e.containerId);
   if (!c || c.status.state === "CONTAINER_EXITED") return;
-  void recordExit(deps, c, e.exitStatus, dateNanos(e.exitedAt)).catch((err: unknown) => deps.log.warn({ err: String(err) }, "recording an exit failed"));
+  void recordExit(deps, c, e.exitStatus, dateNanos(e.exitedAt), e.pid).catch((err: unknown) => deps.log.warn({ err: String(err) }, "recording an exit failed"));
 }
 
 /** Looks at containerd's task: records the exit of a stopped or vanished one. */

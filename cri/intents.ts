@@ -6,6 +6,7 @@ import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { CapabilityArgs, PodRef } from "../cni/network.js";
 import { writeFileAtomic } from "../runtime/atomic-file.js";
+import { counted } from "../runtime/call-trace.js";
 
 /** What a sandbox has or may have on the host: enough to undo it without containerd's record. */
 export interface SandboxParts {
@@ -79,7 +80,7 @@ export class IntentJournal {
   /** The operation's result is in the store, or its undo finished. */
   async done(kind: IntentKind, id: string): Promise<void> {
     const path = this.#path(kind, id);
-    await rm(path, { force: true });
+    await counted("file remove (intent done)", rm(path, { force: true }));
     this.#open.delete(path);
   }
 

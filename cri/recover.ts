@@ -12,7 +12,7 @@ import { KIND_LABEL, SANDBOX_EXTENSION, type Sandbox, type SandboxMeta } from ".
 import { CONTAINER_EXTENSION, type ContainerMeta, type Container } from "./store/containers.js";
 import { extensionOf, taskState } from "../runtime/containerd/tasks.js";
 import { containerIo } from "./container-create.js";
-import { settleExit } from "./exits.js";
+import { expectStaleExit, settleExit } from "./exits.js";
 import { sandboxEvent } from "./container-events.js";
 import { removeImageVolumesAt, restoreImageVolumes } from "./image-volumes.js";
 import { removeSandboxFiles } from "../runtime/sandbox-files.js";
@@ -133,7 +133,8 @@ async function finishStart(deps: Deps, id: string, signal: AbortSignal): Promise
   if (c.status.state !== "CONTAINER_CREATED") return;
   if (!t) return;
   if (t.status === "CREATED") {
-    // never started: back to a container that can be started again
+    // never started: back to a container that can be started again (its task's exit is not the container's)
+    expectStaleExit(id, t.pid);
     await removeTask(deps, id, signal);
     return;
   }

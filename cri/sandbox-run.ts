@@ -8,12 +8,14 @@ import type { CallContext } from "./rpc.js";
 import type { Deps } from "./deps.js";
 import { Rollback, allSettled } from "./rollback.js";
 import { KIND_LABEL, SANDBOX_EXTENSION, sandboxNameKey, type Sandbox, type SandboxMeta } from "./store/sandboxes.js";
-import { alreadyExists, invalidArgument, required } from "../runtime/errors.js";
+import { alreadyExists, failedPrecondition, invalidArgument, required } from "../runtime/errors.js";
+import { startFailure } from "../runtime/containerd/start-failure.js";
 import { buildSandboxSpec } from "../runtime/spec/sandbox.js";
 import { refusedSysctl } from "../runtime/spec/sysctls.js";
 import { readSeccompProfile, seccompChoice } from "../runtime/spec/seccomp.js";
 import { createContainer, deleteContainer, startTask, updateExtension } from "../runtime/containerd/tasks.js";
-import { removeSandboxFiles, writeSandboxFiles } from "../runtime/sandbox-files.js";
+import { removeSandboxFiles, shmOptions, writeSandboxFiles } from "../runtime/sandbox-files.js";
+import { mkdir } from "node:fs/promises";
 import type { CapabilityArgs } from "../cni/network.js";
 import type { IpRanges } from "../cni/ip.js";
 import { sandboxEvent } from "./container-events.js";
@@ -50,6 +52,18 @@ export const hostNetwork = (config: cri.PodSandboxConfig): boolean =>
   config.linux?.security_context?.namespace_options?.network === "NODE";
 const hostIpc = (config: cri.PodSandboxConfig): boolean =>
   config.linux?.security_context?.namespace_options?.ipc === "NODE";
+
+/** The pause process was killed before its start, or could not be limited: the pod's memory limit (overhead, else resources) is too low. */
+function pauseEnded(config: cri.PodSandboxConfig, err: unknown): Error | undefined {
+  const why = startFailure(err);
+  const [res, field] = config.linux?.overhead ? [config.linux.overhead, "config.linux.overhead"] : [config.linux?.resources, "config.linux.resources"];
+  if (why?.kind === "memory limit below usage") {
+    return failedPrecondition(`pod sandbox: ${field}.memory_limit_in_bytes ${why.limit} is below what runc's init already uses (${why.usage} bytes)`);
+  }
+  if (why?.kind !== "ended before start") return undefined;
+  const memory = Number(res?.memory_limit_in_bytes ?? 0);
+  return failedPrecondition(`pod sandbox: the pause process ended before it could start${memory > 0 ? ` (killed: ${field}.memory_limit_in_bytes ${memory} is most likely too low)` : ""}`);
+}
 
 function capabilityArgs(config: cri.PodSandboxConfig, ipRanges: IpRanges | undefined): CapabilityArgs {
   const portMappings = config.port_mappings
@@ -129,7 +143,12 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
   // The netns with its loopback up (after the intent record) and the sandbox image need nothing from each other; the pause
   // container's record and snapshot need the image and the netns's path, not the netns: only its task does.
   if (!host) undo.defer("remove netns", (s) => deps.netns.remove(parts.netnsPath, s));
-  const adding = host ? Promise.resolve(undefined) : recorded.then(() => lap("netns", deps.netns.create(id, signal))).then((added) => {
+  // the pod's /dev/shm is mounted by the process that makes the netns (one spawn less)
+  const shmWithNetns = !host && shmDir !== "";
+  const adding = host ? Promise.resolve(undefined) : recorded.then(async () => {
+    if (shmWithNetns) await mkdir(shmDir, { recursive: true, mode: 0o700 });
+    return lap("netns", deps.netns.create(id, signal, shmWithNetns ? { dir: shmDir, options: shmOptions() } : undefined));
+  }).then((added) => {
     crashPoint("sandbox-run:netns");
     return added;
   });
@@ -153,7 +172,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
       crashPoint("sandbox-run:cni-added");
       ips = [...result.podIps];
     }
-    await writeSandboxFiles({ dir, shmDir, hostNetwork: host, ips, hostname: config.hostname || deps.host.nodeHostname, dns: config.dns_config });
+    await writeSandboxFiles({ dir, shmDir, shmMounted: shmWithNetns, hostNetwork: host, ips, hostname: config.hostname || deps.host.nodeHostname, dns: config.dns_config });
     return ips;
   };
   const pauseCreated = async () => {
@@ -185,7 +204,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
     await adding; // the task joins the netns
     undo.defer("delete pause task", (s) => removeTask(deps, id, s));
     const pid = await startTask(deps.containerd, id, { stdin: "", stdout: "", stderr: "", terminal: false }, signal, rootfs)
-      .catch((err: unknown) => { throw refusedSysctl(err, config.linux?.sysctls ?? {}, "config.linux.sysctls") ?? err; });
+      .catch((err: unknown) => { throw refusedSysctl(err, config.linux?.sysctls ?? {}, "config.linux.sysctls") ?? pauseEnded(config, err) ?? err; });
     crashPoint("sandbox-run:pause-started");
     return pid;
   };

@@ -63,19 +63,15 @@ export class ContainerIo {
   /** Creates the FIFOs (when `fresh`) and starts copying; call before the task starts. */
   async open(fresh: boolean): Promise<void> {
     const p = this.paths;
-    if (fresh) {
-      await mkdir(this.#opts.dir, { recursive: true, mode: 0o700 });
-      await (this.#opts.fifos ?? spawnMkfifo).make(p.stdin, p.stdout, p.stderr);
-    }
-    if (this.#opts.logPath) {
-      this.#log = new CriLogFile(this.#opts.logPath, this.#opts.onLogFile);
-      await this.#log.open();
-    }
-    const copies: Promise<void>[] = [];
-    for (const [name, path] of [["stdout", p.stdout], ["stderr", p.stderr]] as const) {
-      if (!path) continue;
-      copies.push((await this.#copy(path, name)).ended);
-    }
+    // the FIFOs and the log file need nothing from each other, nor do the two readers
+    if (fresh) await mkdir(this.#opts.dir, { recursive: true, mode: 0o700 });
+    if (this.#opts.logPath) this.#log = new CriLogFile(this.#opts.logPath, this.#opts.onLogFile);
+    await settled([
+      fresh ? (this.#opts.fifos ?? spawnMkfifo).make(p.stdin, p.stdout, p.stderr) : Promise.resolve(),
+      this.#log?.open() ?? Promise.resolve(),
+    ]);
+    const outputs = ([["stdout", p.stdout], ["stderr", p.stderr]] as const).filter(([, path]) => Boolean(path));
+    const copies = (await settled(outputs.map(([name, path]) => this.#copy(path, name)))).map((c) => c.ended);
     if (p.stdin) this.#stdin = await openFifoWriter(p.stdin);
     this.#drained = Promise.all(copies).then(() => this.#log?.close());
   }
@@ -204,4 +200,12 @@ class Attached {
   detach(): void {
     this.#detached.abort();
   }
+}
+
+/** Every branch settled, then the first failure thrown (nothing left running behind a rejection). */
+async function settled<T>(branches: Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(branches);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }

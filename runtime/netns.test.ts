@@ -97,3 +97,27 @@ test("a loopback that cannot come up fails the create, naming the netns, and lea
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("the pod's shm tmpfs can be mounted by the same process, and a mount that fails leaves no netns behind", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "crib-netns-shm-"));
+  try {
+    const ns = await netns.create("shm", undefined, { dir, options: "nodev,noexec,nosuid,mode=1777,size=1048576" });
+    assert.equal(await netns.exists(ns.path), true);
+    const { stdout } = await run("findmnt", ["-n", "-o", "FSTYPE,OPTIONS", dir]);
+    assert.match(stdout, /^tmpfs .*size=1024k/);
+    await run("umount", [dir]);
+    await netns.remove(ns);
+
+    const missing = join(dir, "missing");
+    await assert.rejects(netns.create("shmfail", undefined, { dir: missing, options: "size=1m" }), (err: unknown) => {
+      assert.ok(err instanceof NetnsError);
+      assert.match(err.message, new RegExp(`sandbox shmfail: cannot mount a tmpfs at ${missing}: .*`));
+      return true;
+    });
+    assert.equal(await exists(join(NETNS_RUN_DIR, `${prefix}shmfail`)), false);
+    assert.deepEqual(await netns.list(), []);
+  } finally {
+    await run("umount", [dir]).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+});

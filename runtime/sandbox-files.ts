@@ -22,7 +22,12 @@ export interface SandboxFilesInput {
   /** "" when the pod uses the node's IPC namespace */
   shmDir: string;
   shmSizeBytes?: number;
+  /** the shm tmpfs is mounted already (with the netns, in one process) */
+  shmMounted?: boolean;
 }
+
+/** mount(8) options of the pod's /dev/shm tmpfs */
+export const shmOptions = (sizeBytes = 64 * 1024 * 1024): string => `nodev,noexec,nosuid,mode=1777,size=${sizeBytes}`;
 
 export interface SandboxFilePaths {
   hosts: string;
@@ -72,10 +77,9 @@ export async function writeSandboxFiles(input: SandboxFilesInput): Promise<Sandb
     writeFile(paths.resolvConf, dns, { mode: 0o644 }),
     writeFile(paths.hostname, `${input.hostname}\n`, { mode: 0o644 }),
   ]);
-  if (input.shmDir) {
+  if (input.shmDir && !input.shmMounted) {
     await mkdir(input.shmDir, { recursive: true, mode: 0o700 });
-    const size = input.shmSizeBytes ?? 64 * 1024 * 1024;
-    await run("mount", ["-t", "tmpfs", "-o", `nodev,noexec,nosuid,mode=1777,size=${size}`, "shm", input.shmDir]);
+    await run("mount", ["-t", "tmpfs", "-o", shmOptions(input.shmSizeBytes), "shm", input.shmDir]);
   }
   return paths;
 }
@@ -84,7 +88,7 @@ export async function writeSandboxFiles(input: SandboxFilesInput): Promise<Sandb
 export async function removeSandboxFiles(dir: string, shmDir: string): Promise<void> {
   if (shmDir) {
     // StopPodSandbox unmounted it already, as a rule: no umount process then
-    if (await isMountPoint(shmDir)) await run("umount", [shmDir]).catch(() => undefined);
+    await unmountShm(shmDir);
     await rm(shmDir, { recursive: true, force: true }).catch(() => undefined);
     // <state>/sandboxes/<id>: it holds the shm mount point only
     await rm(dirname(shmDir), { recursive: true, force: true }).catch(() => undefined);
@@ -92,6 +96,7 @@ export async function removeSandboxFiles(dir: string, shmDir: string): Promise<v
   await rm(dir, { recursive: true, force: true });
 }
 
+/** Unmounts the shm tmpfs; not mounted (a second stop, the stop inside a remove) → no umount process. */
 export async function unmountShm(shmDir: string): Promise<void> {
-  if (shmDir) await run("umount", [shmDir]).catch(() => undefined);
+  if (shmDir && (await isMountPoint(shmDir))) await run("umount", [shmDir]).catch(() => undefined);
 }

@@ -1,7 +1,9 @@
 // What both stores share: records by id (found by full id or unique prefix)
 // and the name reservations that make a name/attempt unique.
 import { invalidArgument, notFound } from "../../runtime/errors.js";
-import { shown } from "../validate.js";
+
+// a whole id (64 hex digits) as it was asked for; anything longer cut
+const idShown = (id: string): string => JSON.stringify(id.length > 72 ? `${id.slice(0, 64)}…` : id);
 
 export class NamedStore<T extends { id: string }> {
   readonly #byId = new Map<string, T>();
@@ -57,13 +59,13 @@ export class NamedStore<T extends { id: string }> {
     const exact = this.#byId.get(idOrPrefix);
     if (exact) return exact;
     const matches = [...this.#byId.keys()].filter((id) => id.startsWith(idOrPrefix));
-    if (matches.length > 1) throw invalidArgument(`${this.what} id prefix ${shown(idOrPrefix)} is ambiguous (${matches.length} match)`);
+    if (matches.length > 1) throw invalidArgument(`${this.what} id prefix ${idShown(idOrPrefix)} is ambiguous (${matches.length} match)`);
     return matches[0] === undefined ? undefined : this.#byId.get(matches[0]);
   }
 
   get(idOrPrefix: string): T {
     const item = this.find(idOrPrefix);
-    if (!item) throw notFound(`${this.what} ${shown(idOrPrefix)} not found`);
+    if (!item) throw notFound(`${this.what} ${idShown(idOrPrefix)} not found`);
     return item;
   }
 }

@@ -78,7 +78,7 @@ export class ContainerdDaemon {
   async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (this.#child === undefined && !this.#restartTimer) throw new Error("containerd exited while starting");
+      if (this.#child === undefined && !this.#restartTimer && !this.#spawning) throw new Error("containerd exited while starting");
       if (await this.#opts.probe(this.address, AbortSignal.timeout(1000)).catch(() => false)) return;
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -140,6 +140,18 @@ describe("validation at the door", () => {
       await refused(create({ log_path: "adir" }), "config.log_path");
     });
 
+    it("a user the image does not have: refused, and the missing host path and the log file are not made", async () => {
+      const host = join(env.crib.dir, "never-made", "data");
+      await mkdir(join(env.crib.dir, "pods", "validate"), { recursive: true });
+      await refused(create({
+        mounts: [{ container_path: "/data", host_path: host }],
+        log_path: "nouser.log",
+        linux: { security_context: { run_as_username: "no-such-user" } },
+      }), "no-such-user");
+      await assert.rejects(stat(join(env.crib.dir, "never-made")), "no host path directory");
+      await assert.rejects(stat(join(env.crib.dir, "pods", "validate", "nouser.log")), "no log file");
+    });
+
     it("image localhost:99999/x", async () => {
       await refused(env.client.image.PullImage({ image: { image: "localhost:99999/x" } }), "image.image");
       await refused(create({ image: { image: "localhost:99999/x" } }), "config.image.image");
@@ -202,6 +214,11 @@ describe("validation at the door", () => {
         assert.ok(Date.now() - started < 10_000, `answered in ${Date.now() - started} ms`);
       }
       await refused(runPod("huge-label", { labels: { k: huge } }), "config.labels[\"k\"]");
+      // an id is named whole when it is one, and cut when it is 100 kB
+      const NOT_FOUND = 5;
+      await refused(env.client.runtime.ContainerStatus({ container_id: "f".repeat(64) }), `container "${"f".repeat(64)}" not found`, NOT_FOUND);
+      const details = await refused(env.client.runtime.ContainerStatus({ container_id: huge }), "not found", NOT_FOUND);
+      assert.ok(details.length < 100, details);
     });
 
     // found by the fuzzer: UNKNOWN with runc's "write /proc/sys/…: invalid argument"
@@ -212,6 +229,29 @@ describe("validation at the door", () => {
           'config.linux.sysctls["net.ipv4.ip_unprivileged_port_start"]');
         assert.match(details, /is refused by the kernel \(invalid argument\)/);
       }
+      assert.equal((await env.client.runtime.ListPodSandbox({})).items.length, before, "no pod sandbox is left listed");
+    });
+
+    // found by the fuzzer once it started what it created: UNKNOWN with runc's text
+    it("StartContainer of a program the image lacks, or under a memory limit runc cannot start in: FAILED_PRECONDITION saying so", async () => {
+      const FAILED_PRECONDITION = 9;
+      for (const command of [["crib-fuzz-rel/x"], ["/no/such/program"], ["/etc"]]) {
+        const { container_id } = await create({ command });
+        const details = await refused(env.client.runtime.StartContainer({ container_id }), `its program ${JSON.stringify(command[0])} is`, FAILED_PRECONDITION);
+        assert.match(details, command[0] === "/etc" ? /is not executable/ : /is not found/);
+        const s = (await env.client.runtime.ContainerStatus({ container_id })).status;
+        assert.equal(s?.state, "CONTAINER_EXITED");
+        assert.equal(s?.reason, "StartError");
+        await env.client.runtime.RemoveContainer({ container_id });
+      }
+      // 64 KiB: less than runc's init ever uses (a pause fits in 2 MiB on one run and not on the next)
+      const { container_id } = await create({ linux: { resources: { memory_limit_in_bytes: 65536 } } });
+      // runc's init is in the cgroup when the limit is set: below its usage runc says so, else the kernel kills it
+      const tiny = await refused(env.client.runtime.StartContainer({ container_id }), "its memory limit of 65536 bytes is", FAILED_PRECONDITION);
+      assert.match(tiny, /below what runc's init already uses|most likely too low/);
+      await env.client.runtime.RemoveContainer({ container_id });
+      const before = (await env.client.runtime.ListPodSandbox({})).items.length;
+      await refused(runPod("tiny-pod", { linux: { overhead: { memory_limit_in_bytes: 65536 } } }), "config.linux.overhead.memory_limit_in_bytes 65536", FAILED_PRECONDITION);
       assert.equal((await env.client.runtime.ListPodSandbox({})).items.length, before, "no pod sandbox is left listed");
     });
 
