@@ -231,7 +231,7 @@ describe("crib doctor", () => {
     }
     const c = containerd.client(namespace);
     try {
-      await c.snapshots.Prepare({ snapshotter: SNAPSHOTTER, key: `leaked-snapshot-${tag}`, parent: "", labels: {} });
+      await c.snapshots.Prepare({ snapshotter: SNAPSHOTTER, key: `leaked-snapshot-${tag}`, parent: "", labels: { "containerd.io/gc.root": new Date().toISOString() } }); // as crib's own: GC keeps it
       // a record crib never lists (no crib extension): kubelet can never remove it
       await c.containers.Create({
         container: { id: strayId, labels: { "crib.kind": "sandbox" }, image: PAUSE_REF, runtime: { name: "io.containerd.runc.v2" }, spec: jsonAny(SPEC_TYPE, { ociVersion: "1.1.0" }) },

@@ -138,7 +138,7 @@ describe("ImageService", () => {
 
     // the top snapshot is the image's filesystem, whiteouts applied
     const top = chainId(diffIds(image));
-    const { mounts } = await client.snapshots.View({ snapshotter: SNAPSHOTTER, key: "test-view-multi", parent: top, labels: {} });
+    const { mounts } = await client.snapshots.View({ snapshotter: SNAPSHOTTER, key: "test-view-multi", parent: top, labels: { "containerd.io/gc.root": new Date().toISOString() } }); // kept from a GC another test's RemoveImage runs
     try {
       await withTempMount(mounts, async (root) => {
         assert.equal(await readFile(join(root, "data/hello.txt"), "utf8"), "hello\n");
