@@ -97,11 +97,12 @@ async function startTaskOnce(deps: Deps, id: string, stdio: Stdio, signal: Abort
       }
       const t = await taskState(deps.containerd, id, signal);
       if (t && t.status !== "CREATED") throw failedPrecondition(`container ${id}: its task is ${t.status.toLowerCase()} although crib never started it`);
-      if (t) {
-        expectStaleExit(id, t.pid);
-        await removeTask(deps, id, signal);
+      if (!t) {
+        await new Promise((r) => setTimeout(r, 250)); // that Create is still running
+        continue;
       }
-      else await new Promise((r) => setTimeout(r, 250));
+      expectStaleExit(id, t.pid);
+      await removeTask(deps, id, signal);
     }
   }
 }

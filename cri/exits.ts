@@ -52,7 +52,11 @@ async function recordExit(deps: Deps, c: Container, exitCode: number, finishedAt
   deps.log.info({ container: c.id.slice(0, 12), exitCode }, "container exited");
 }
 
-/** Exits crib caused itself in a task it replaces (container id → pids): not the container's exit. */
+/**
+ * Exits crib caused itself in a task it replaces (container id → pids): not the
+ * container's exit. recordExit's pid check covers a container started again
+ * meanwhile; this covers one that stays CREATED (pid still unknown).
+ */
 const staleExits = new Map<string, Set<number>>();
 
 /** The exit of task process `pid` of container `id`, about to be removed and made again, is not the container's. */

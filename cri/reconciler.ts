@@ -78,7 +78,7 @@ export async function undoSandbox(deps: UndoDeps, parts: SandboxParts, signal: A
   await deleteContainer(deps.containerd, parts.id, signal);
   // a shim containerd lost track of (killed in the pause's create) serves nobody now
   // (a scan of /proc: undos are rare)
-  await reapShims(deps, signal, { id: parts.id });
+  await reapShims(deps, signal, { only: { id: parts.id } });
 }
 
 const UNDO_KINDS = new Set<Intent["kind"]>(["sandbox-run", "sandbox-remove", "container-create", "container-remove"]);

@@ -234,7 +234,7 @@ export async function reconcile(deps: Deps): Promise<void> {
   deps.reconciler.retry.kick();
   // containerd restarted: a shim whose task it lost in a create it was killed in
   // serves nobody; those of groups with work under way are left alone
-  void reapShims(deps, AbortSignal.timeout(CALL_MS), undefined, () => deps.intents.openGroups())
+  void reapShims(deps, AbortSignal.timeout(CALL_MS), { working: () => deps.intents.openGroups() })
     .catch((err: unknown) => deps.log.warn({ err: String(err) }, "looking for idle shims failed"));
   for (const c of deps.containers.list()) await settleExit(deps, c).catch(() => undefined);
   for (const s of deps.sandboxes.list()) {

@@ -186,7 +186,7 @@ async function create(deps: Deps, config: cri.PodSandboxConfig & { metadata: cri
     // deferred before they are made: containerd may die with the snapshot prepared and the record not, or
     // the shim started and the task not; the steps run last to first, each fine with nothing to undo
     // after the answer: finding a shim by group scans /proc
-    undo.defer("end the pause's idle shim", () => void reapShims(deps, AbortSignal.timeout(30_000), { id })
+    undo.defer("end the pause's idle shim", () => void reapShims(deps, AbortSignal.timeout(30_000), { only: { id } })
       .catch((err: unknown) => log.debug({ err: String(err) }, "looking for the pause's shim failed")));
     undo.defer("delete pause container", (s) => deleteContainer(deps.containerd, id, s));
     const rootfs = await createContainer(deps.containerd, {

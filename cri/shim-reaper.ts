@@ -1,7 +1,9 @@
 // No shim outlives its sandbox: containerd shuts a runc v2 shim down when the
 // last task of its group is deleted, but not one an interrupted call left
-// blocked. Those of crib's own namespace and containerd that serve no task and
-// have no child process are ended. Never another namespace's or containerd's.
+// blocked, nor one whose task containerd lost in a create it was killed in.
+// Those of crib's own namespace and containerd that serve no task, and whose
+// only children (if any) are `runc init`s of never-started containers, are
+// ended. Never another namespace's or containerd's.
 import type { Deps } from "./deps.js";
 import { rmdir } from "node:fs/promises";
 import { basename } from "node:path";
@@ -11,12 +13,17 @@ import { cgroupDirsOf } from "../runtime/cgroup-stats.js";
 const RECHECKS = 3;
 const RECHECK_MS = 5000;
 
-/**
- * Ends crib's idle shims (only group `only.id`'s, running as `only.pid` if
- * known, when given; never those `working` names, asked after containerd's
- * task list); how many. Call it when no task can be starting in the others.
- */
-export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: AbortSignal, only?: { id: string; pid?: number }, working: () => ReadonlySet<string> = () => new Set(), recheck = RECHECKS): Promise<number> {
+export interface ReapOptions {
+  /** only this group's shim (running as `pid`, when known: no scan of /proc) */
+  only?: { id: string; pid?: number };
+  /** groups with work under way, asked after containerd's task list: never touched */
+  working?: () => ReadonlySet<string>;
+  /** how many more looks at a shim whose runc is still at work */
+  rechecks?: number;
+}
+
+/** Ends crib's idle shims; how many. Call it when no task can be starting in the groups it may touch. */
+export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: AbortSignal, { only, working = () => new Set(), rechecks = RECHECKS }: ReapOptions = {}): Promise<number> {
   // by pid: two reads; by group alone: a scan of /proc (failure paths and start-up only)
   const candidates = only?.pid !== undefined ? [await shimOf(only.pid)] : await listShims();
   const mine = candidates.filter((s): s is ShimProcess => s !== undefined && (only === undefined || s.id === only.id)
@@ -36,8 +43,8 @@ export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: 
     const inits = (await Promise.all(children.map((pid) => isRuncInit(pid)))).every(Boolean);
     if (children.length > 0 && !inits) {
       // a runc still at work (its create or delete) ends soon: look again then
-      if (recheck > 0) {
-        setTimeout(() => void reapShims(deps, AbortSignal.timeout(30_000), { id: shim.id, pid: shim.pid }, working, recheck - 1)
+      if (rechecks > 0) {
+        setTimeout(() => void reapShims(deps, AbortSignal.timeout(30_000), { only: { id: shim.id, pid: shim.pid }, working, rechecks: rechecks - 1 })
           .catch((err: unknown) => deps.log.debug({ err: String(err) }, "shim check failed")), RECHECK_MS).unref();
       } else {
         deps.log.warn({ pid: shim.pid, group: shim.id.slice(0, 12) }, "a shim with no task in containerd still has child processes; left alone");
@@ -66,7 +73,7 @@ export async function reapShims(deps: Pick<Deps, "containerd" | "log">, signal: 
 export function reapShimLater(deps: Pick<Deps, "containerd" | "log">, sandboxId: string, shimPid: number | undefined, afterMs = 2000): void {
   if (shimPid === undefined) return;
   setTimeout(() => {
-    void reapShims(deps, AbortSignal.timeout(10_000), { id: sandboxId, pid: shimPid }).catch((err: unknown) =>
+    void reapShims(deps, AbortSignal.timeout(10_000), { only: { id: sandboxId, pid: shimPid } }).catch((err: unknown) =>
       deps.log.debug({ err: String(err), sandbox: sandboxId.slice(0, 12) }, "shim check after removal failed"));
   }, afterMs).unref();
 }

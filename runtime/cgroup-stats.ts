@@ -114,6 +114,9 @@ export function parseMountinfo(text: string): { v1: Map<string, Hierarchy>; unif
   return unified ? { v1, unified } : { v1 };
 }
 
+/** Where cgroup `path` (as /proc/<pid>/cgroup names it) is in hierarchy `h`'s mount. */
+const dirIn = (h: Hierarchy, path: string): string => join(h.mount, h.root === "/" ? path : `/${relative(h.root, path)}`);
+
 // mountinfo escapes space, tab, newline and backslash as octal
 const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
 
@@ -225,8 +228,7 @@ export class CgroupStats {
       const path = h ? paths.get(controller) : paths.get("");
       const hierarchy = h ?? unified;
       if (path === undefined || hierarchy === undefined) return undefined;
-      const rel = hierarchy.root === "/" ? path : `/${relative(hierarchy.root, path)}`;
-      return { version: hierarchy.version, dir: join(hierarchy.mount, rel) };
+      return { version: hierarchy.version, dir: dirIn(hierarchy, path) };
     };
     const dirs: CgroupDirs = {};
     const cpu = locate("cpuacct") ?? locate("cpu");
@@ -366,7 +368,7 @@ export async function cgroupDirsOf(pid: number, proc = "/proc"): Promise<string[
   for (const [controller, path] of parseProcCgroup(text)) {
     const h = controller === "" ? unified : v1.get(controller);
     if (!h || path === "/") continue;
-    dirs.add(join(h.mount, h.root === "/" ? path : `/${relative(h.root, path)}`));
+    dirs.add(dirIn(h, path));
   }
   return [...dirs];
 }

@@ -58,11 +58,6 @@ export async function childrenOf(pid: number, proc = "/proc"): Promise<number[]>
   return out;
 }
 
-/** Whether any process has `pid` as its parent (a shim with children still runs containers). */
-export async function hasChildren(pid: number, proc = "/proc"): Promise<boolean> {
-  return (await childrenOf(pid, proc)).length > 0;
-}
-
 /**
  * Whether `pid` is `runc init` of a container that was created and never
  * started: it waits for `runc start` on the exec FIFO, running nothing of the container's.

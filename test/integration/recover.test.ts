@@ -51,6 +51,27 @@ async function crashDuring<T>(env: PodEnv, point: string, call: () => Promise<T>
   await env.crib.startProcess(); // waits until crib has reconciled, as kubelet retries
 }
 
+/**
+ * Runs `body` with crib using a runc wrapper (`script`, a shell body that must
+ * end up running /usr/sbin/runc) for its containers, then puts the config back.
+ */
+async function withRuncWrapper(env: PodEnv, script: string, body: () => Promise<void>): Promise<void> {
+  const wrapper = join(env.crib.dir, "slow-runc");
+  await writeFile(wrapper, `#!/bin/sh\n${script}\n`);
+  await chmod(wrapper, 0o755);
+  const original = await readFile(env.crib.configPath, "utf8");
+  const config = parse(original) as { runtimes?: Record<string, Record<string, unknown>> };
+  config.runtimes = { runc: { runtime_type: "io.containerd.runc.v2", binary_name: wrapper } };
+  await writeFile(env.crib.configPath, stringify(config));
+  try {
+    await env.crib.restart("SIGTERM");
+    await body();
+  } finally {
+    await writeFile(env.crib.configPath, original);
+    await env.crib.restart("SIGTERM");
+  }
+}
+
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -199,15 +220,7 @@ describe("crib SIGKILLed in CreateContainer and StartContainer, then restarted",
   it("while containerd still creates the task (a slow runc): kubelet's retry starts it, never UNKNOWN 'file exists'", async () => {
     // runc's `create` takes 4 s, so containerd is still in the interrupted
     // call's tasks.Create when the restarted crib is asked to start again
-    const slow = join(env.crib.dir, "slow-runc");
-    await writeFile(slow, "#!/bin/sh\nfor a; do [ \"$a\" = create ] && sleep 4 && break; done\nexec /usr/sbin/runc \"$@\"\n");
-    await chmod(slow, 0o755);
-    const original = await readFile(env.crib.configPath, "utf8");
-    const config = parse(original) as { runtimes?: Record<string, Record<string, unknown>> };
-    config.runtimes = { runc: { runtime_type: "io.containerd.runc.v2", binary_name: slow } };
-    await writeFile(env.crib.configPath, stringify(config));
-    try {
-      await env.crib.restart("SIGTERM");
+    await withRuncWrapper(env, "for a; do [ \"$a\" = create ] && sleep 4 && break; done\nexec /usr/sbin/runc \"$@\"", async () => {
       const { container_id } = await create("slow-create");
       const started = env.client.runtime.StartContainer({ container_id }).then(() => "started", () => "failed");
       await new Promise((r) => setTimeout(r, 1000));
@@ -224,10 +237,7 @@ describe("crib SIGKILLed in CreateContainer and StartContainer, then restarted",
       assert.equal(c.status?.state, "CONTAINER_RUNNING", `${c.status?.reason} ${c.status?.message} exit ${c.status?.exit_code}; crib said:\n${await said()}`);
       assert.equal((await env.exec(container_id, ["/bin/true"])).code, 0, "and it runs");
       await env.client.runtime.RemoveContainer({ container_id });
-    } finally {
-      await writeFile(env.crib.configPath, original);
-      await env.crib.restart("SIGTERM");
-    }
+    });
     await onlyThePod();
   });
 });
@@ -240,15 +250,7 @@ describe("containerd SIGKILLed while it creates a pause task", () => {
   it("leaves no shim and no runc init waiting forever, once crib has undone the pod", async () => {
     // `runc create` is done (runc init waits for its start) and the shim has
     // not answered containerd yet when containerd dies
-    const slow = join(env.crib.dir, "slow-runc");
-    await writeFile(slow, "#!/bin/sh\n/usr/sbin/runc \"$@\"; rc=$?\nfor a; do [ \"$a\" = create ] && sleep 3 && break; done\nexit $rc\n");
-    await chmod(slow, 0o755);
-    const original = await readFile(env.crib.configPath, "utf8");
-    const config = parse(original) as { runtimes?: Record<string, Record<string, unknown>> };
-    config.runtimes = { runc: { runtime_type: "io.containerd.runc.v2", binary_name: slow } };
-    await writeFile(env.crib.configPath, stringify(config));
-    try {
-      await env.crib.restart("SIGTERM");
+    await withRuncWrapper(env, "/usr/sbin/runc \"$@\"; rc=$?\nfor a; do [ \"$a\" = create ] && sleep 3 && break; done\nexit $rc", async () => {
       const run = env.runPod("lost-create").then(() => "ran", (e: { code?: number }) => `failed ${e.code}`);
       // the pause's runc init exists: containerd is inside tasks.Create
       const inits = async () => {
@@ -266,10 +268,7 @@ describe("containerd SIGKILLed while it creates a pause task", () => {
         .catch(async (err: Error) => assert.fail(`${err.message}; crib said:\n${await why()}`));
       assert.deepEqual(await shimsOf(env, []), [], `no shim left; crib said:\n${await why()}`);
       assert.equal(await inits(), "", "no runc init left");
-    } finally {
-      await writeFile(env.crib.configPath, original);
-      await env.crib.restart("SIGTERM");
-    }
+    });
   });
 });
 
