@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 packages=(containerd runc containernetworking-plugins iptables iproute2 util-linux
   busybox-static docker-registry gcc libc6-dev zstd openssl ca-certificates
-  socat apparmor golang-go golang-google-grpc-dev golang-goprotobuf-dev protobuf-compiler python3-grpcio)
+  socat apparmor golang-go golang-google-grpc-dev golang-goprotobuf-dev protobuf-compiler python3-grpcio stress-ng)
   # socat: port forwarding into pod network namespaces (runtime/port-dial.ts);
   # apparmor: apparmor_parser, which compiles crib's default profile in the tests;
   # golang-*, protobuf-compiler: the grpc-go CRI client of the tests (test/go/), built offline;
-  # python3-grpcio: a second non-Node gRPC client in the tests
+  # python3-grpcio: a second non-Node gRPC client in the tests;
+  # stress-ng: the CPU load of test/shared-node.sh
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
